@@ -1,0 +1,77 @@
+"""Default sizes and training lengths derived from the corpus size.
+
+Dictionary size (published rule of thumb for text-embedding SAEs, e.g. HypotheSAEs):
+M=64/K=4 for ~1k texts, M=256/K=8 for ~10k, M=1024/K=8 for ~100k. We switch at
+the geometric midpoints between those anchors (~3k and ~30k texts). Below ~300
+texts we use M=32/K=4 so that most latents still see enough examples to stay alive.
+
+Training length is a *sample budget*: about ``DEFAULT_SAMPLE_BUDGET`` examples are
+shown in total, so small corpora get many epochs and large ones few (3..200 epochs).
+"""
+
+from __future__ import annotations
+
+import math
+
+DEFAULT_SAMPLE_BUDGET = 2_000_000
+MIN_EPOCHS = 3
+MAX_EPOCHS = 200
+#: Dead-latent window cap: a latent is dead after this many samples without firing.
+DEAD_SAMPLES_CAP = 1_000_000
+
+# (upper bound on n_docs, n_latents, k), checked in order.
+_SIZE_TABLE: tuple[tuple[float, int, int], ...] = (
+    (300, 32, 4),
+    (3_000, 64, 4),
+    (30_000, 256, 8),
+    (math.inf, 1024, 8),
+)
+
+
+def default_size(n_docs: int) -> tuple[int, int]:
+    """Return ``(n_latents, k)`` for a corpus of ``n_docs`` texts (see module docstring)."""
+    if n_docs < 0:
+        raise ValueError("n_docs must be non-negative")
+    for upper, n_latents, k in _SIZE_TABLE:
+        if n_docs < upper:
+            return n_latents, k
+    raise AssertionError("unreachable")
+
+
+def default_epochs(n_train: int, max_samples: int | None = None) -> int:
+    """Epochs for a sample budget.
+
+    Without ``max_samples``: ``clamp(round(DEFAULT_SAMPLE_BUDGET / n_train), 3, 200)``.
+    An explicit ``max_samples`` is taken as the budget and only floored at one epoch.
+    """
+    n_train = max(int(n_train), 1)
+    if max_samples is not None:
+        if max_samples <= 0:
+            raise ValueError("max_samples must be positive")
+        return max(1, round(max_samples / n_train))
+    return min(max(round(DEFAULT_SAMPLE_BUDGET / n_train), MIN_EPOCHS), MAX_EPOCHS)
+
+
+def default_batch_size(n_train: int) -> int:
+    """Batch size: at least ~8 steps per epoch for small data, 256 up to ~32k rows,
+    then growing with the corpus (``n_train / 128``, power of two) up to 4096."""
+    n_train = max(int(n_train), 1)
+    if n_train < 32_768:
+        return _clamp(_pow2_floor(n_train / 8), 32, 256)
+    return _clamp(_pow2_floor(n_train / 128), 256, 4096)
+
+
+def default_dead_steps(n_train: int, batch_size: int) -> int:
+    """Steps without firing after which a latent counts as dead: about one epoch
+    (capped at ``DEAD_SAMPLES_CAP`` samples), so on small data "dead" means it fired
+    on no training example during the last pass over the data."""
+    window = min(max(int(n_train), 1), DEAD_SAMPLES_CAP)
+    return max(1, math.ceil(window / batch_size))
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(math.floor(math.log2(max(x, 1.0)))))
+
+
+def _clamp(x: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, x))

@@ -1,0 +1,1 @@
+"""feedback-themes service: settings, storage, REST API and the command line."""

@@ -1,0 +1,73 @@
+"""The one place settings live: read from the environment (prefix ``FEEDBACK_THEMES_``) by API, workers and CLI."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Service and pipeline settings. Every field maps to ``FEEDBACK_THEMES_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FEEDBACK_THEMES_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Artifacts: SQLite file, uploads, SAE weights, embedding cache.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under data_dir.")
+    broker_url: str | None = Field(None, description="Celery broker; default: kombu filesystem broker under data_dir.")
+    result_backend: str | None = Field(None, description="Celery result backend; default: none needed.")
+
+    embedding_model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local path.")
+    embedding_batch_size: int = Field(32, ge=1)
+    embedding_chunk_size: int = Field(2000, ge=100, description="Texts per embedding task of a Celery group.")
+    device: str = Field("auto", description="auto, cpu, cuda or mps for embedding and training.")
+    gpu_queue: bool = Field(False, description="Route embedding and training to the `gpu` queue.")
+
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    job_soft_time_limit: int = Field(3 * 3600, description="Seconds before a task is asked to stop.")
+    job_hard_time_limit: int = Field(3 * 3600 + 300, description="Seconds before a task is killed.")
+    broker_visibility_timeout: int = Field(4 * 3600, description="Above the longest job, so no early redelivery.")
+
+    seed: int = 0
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "feedback-themes.sqlite"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path.resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def projects_dir(self) -> Path:
+        return self.data_dir / "projects"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests clear the cache after changing the environment)."""
+    return Settings()

@@ -1,0 +1,59 @@
+"""Report stage: the themes.json schema and the three CSV files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from worker.stages.report import (
+    DOCUMENT_THEMES_COLUMNS,
+    DOCUMENTS_COLUMNS,
+    THEMES_COLUMNS,
+    themes_document,
+    write_report,
+)
+from worker.stages.themes import Theme
+
+
+def _fixture():
+    docs = pd.DataFrame({
+        "doc_id": ["a", "b", "c"], "text": ["late parcel", "lost parcel", "=SUM(A1)"],
+        "sentiment_score": [-0.51234, -0.2, 0.3], "sentiment_label": ["negative", "negative", "positive"],
+        "rating": [1.0, np.nan, 5.0], "date": pd.to_datetime(["2026-01-01", None, "2026-02-03"], utc=True),
+    })  # fmt: skip
+    theme = Theme(id=7, features=[7, 9], members=np.array([0, 1]), activations=np.array([0.8, 0.612345], dtype=np.float32),
+                  label="parcel, late", keywords=["parcel", "late", "lost"],
+                  sentiment={"mean": -0.356, "negative": 1.0, "neutral": 0.0, "positive": 0.0},
+                  rating={"mean": 1.0, "count": 1}, examples=[0, 1])  # fmt: skip
+    return docs, [theme]
+
+
+def test_themes_document_schema():
+    docs, themes = _fixture()
+    sae = {"n_latents": 64, "k": 4, "fvu": 0.3, "l0": 4.0, "dead_fraction": 0.0}
+    doc = themes_document(themes, docs, {"model": "m", "sae": sae, "seed": 0, "created_at": "2026-01-01T00:00:00Z"})
+    assert set(doc["metadata"]) >= {"n_documents", "n_themes", "model", "sae", "seed", "created_at"}
+    assert doc["metadata"]["n_documents"] == 3 and doc["metadata"]["n_themes"] == 1
+    theme = doc["themes"][0]
+    assert set(theme) >= {"id", "label", "keywords", "size", "share", "sentiment", "rating", "examples"}
+    assert theme["share"] == 0.6667 and theme["size"] == 2
+    assert theme["examples"][1] == {"doc_id": "b", "text": "lost parcel", "activation": 0.6123}
+
+
+def test_write_report_files(tmp_path):
+    docs, themes = _fixture()
+    doc = themes_document(themes, docs, {"model": "m", "sae": {}, "seed": 0, "created_at": "x"})
+    paths = write_report(tmp_path, doc, themes, docs)
+    assert [p.name for p in paths] == ["themes.json", "themes.csv", "document_themes.csv", "documents.csv"]
+    assert json.loads(paths[0].read_text()) == doc
+    themes_csv = pd.read_csv(paths[1])
+    assert list(themes_csv.columns) == THEMES_COLUMNS and themes_csv["keywords"][0] == "parcel; late; lost"
+    long = pd.read_csv(paths[2], dtype={"doc_id": str})
+    assert list(long.columns) == DOCUMENT_THEMES_COLUMNS
+    assert long.values.tolist() == [["a", 7, 0.8], ["b", 7, 0.6123]]
+    documents = pd.read_csv(paths[3], dtype={"doc_id": str}, keep_default_na=False)
+    assert list(documents.columns) == DOCUMENTS_COLUMNS
+    assert documents["date"].tolist() == ["2026-01-01T00:00:00Z", "", "2026-02-03T00:00:00Z"]
+    assert documents["sentiment_score"][0] == -0.5123

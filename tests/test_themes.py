@@ -1,0 +1,87 @@
+"""Themes stage: per-feature membership, merging near-duplicates, descriptions and examples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from worker.stages.themes import (
+    DocumentVectors,
+    ThemeOptions,
+    activation_matrix,
+    build_themes,
+    describe_themes,
+    feature_memberships,
+)
+
+OPTIONS = ThemeOptions(min_size=2)
+
+
+def test_activation_matrix_from_topk():
+    values = np.array([[0.9, 0.0], [0.5, 0.2]], dtype=np.float32)
+    indices = np.array([[3, 1], [0, 3]])
+    matrix = activation_matrix(values, indices, 4)
+    assert matrix.shape == (2, 4) and matrix.nnz == 3
+    assert matrix[1, 3] == np.float32(0.2) and matrix[0, 1] == 0
+
+
+def test_membership_uses_per_feature_threshold():
+    acts = sp.csr_matrix(np.array([[1.0, 0.1], [0.6, 0.09], [0.4, 0.0], [0.0, 0.02]], dtype=np.float32))
+    members = feature_memberships(acts, 0.5).toarray()
+    assert (members[:, 0] > 0).tolist() == [True, True, False, False]
+    assert (members[:, 1] > 0).tolist() == [True, True, False, False]
+
+
+def _two_clusters() -> tuple[sp.csr_matrix, np.ndarray]:
+    """Docs 0-3 fire feature 0, docs 4-7 feature 2 and its near-copy 5; feature 1 fires once."""
+    dense = np.zeros((9, 6), dtype=np.float32)
+    dense[0:4, 0] = [1.0, 0.9, 0.8, 0.7]
+    dense[4:8, 2] = [1.0, 0.8, 0.9, 0.6]
+    dense[4:8, 5] = [0.5, 0.9, 0.7, 0.8]
+    dense[8, 1] = 1.0
+    decoder = np.eye(8, 6, dtype=np.float32)
+    decoder[:, 5] = decoder[:, 2] * 0.99 + decoder[:, 4] * 0.01
+    return sp.csr_matrix(dense), decoder
+
+
+def test_build_themes_merges_and_drops_small():
+    acts, decoder = _two_clusters()
+    themes = build_themes(acts, decoder, OPTIONS)
+    assert [(t.id, t.features) for t in themes] == [(0, [0]), (2, [2, 5])]
+    assert themes[1].members.tolist() == [4, 5, 6, 7]
+    assert np.allclose(themes[1].activations, [1.0, 0.9, 0.9, 0.8])
+
+
+def test_describe_themes_fills_every_field():
+    acts, decoder = _two_clusters()
+    texts = ["late delivery, parcel lost", "delivery was late", "parcel delivery slow", "late parcel delivery",
+             "runs small, size up", "the dress runs small", "size up, it runs small", "runs small in the waist",
+             "nice colour"]  # fmt: skip
+    docs = pd.DataFrame({
+        "doc_id": [f"d{i}" for i in range(9)], "text": texts,
+        "sentiment_score": [-0.5, -0.4, -0.3, -0.6, 0.1, 0.0, -0.1, 0.2, 0.9],
+        "sentiment_label": ["negative"] * 4 + ["positive", "neutral", "negative", "positive", "positive"],
+        "rating": [1, 2, np.nan, 1, 3, 4, 3, 4, 5],
+    })  # fmt: skip
+    rng = np.random.default_rng(0)
+    unique = rng.normal(size=(8, 16)).astype(np.float32)
+    unique /= np.linalg.norm(unique, axis=1, keepdims=True)
+    vectors = DocumentVectors(unique, np.array([0, 1, 2, 3, 4, 5, 6, 7, 7]))
+    themes = describe_themes(build_themes(acts, decoder, OPTIONS), docs, vectors, ThemeOptions(min_size=2, n_examples=3))
+    first, second = themes
+    assert "delivery" in first.label and "runs small" in second.keywords
+    assert first.sentiment["negative"] == 1.0 and first.sentiment["mean"] < 0
+    assert first.rating == {"mean": 4 / 3, "count": 3}
+    assert first.examples == [0, 1, 2]  # by activation, all distinct
+    assert second.examples[0] == 4
+
+
+def test_examples_skip_near_duplicates():
+    acts = sp.csr_matrix(np.array([[1.0], [0.9], [0.8], [0.7]], dtype=np.float32))
+    docs = pd.DataFrame({"doc_id": list("abcd"), "text": ["Same text", "same text", "near copy", "other"],
+                         "sentiment_score": [0.0] * 4, "sentiment_label": ["neutral"] * 4, "rating": [np.nan] * 4})
+    unique = np.array([[1, 0], [1, 0], [0.99995, 0.01], [0, 1]], dtype=np.float32)
+    themes = describe_themes(build_themes(acts, np.eye(2, 1), ThemeOptions(min_size=1, rel_threshold=0.1)), docs, unique)
+    assert themes[0].examples == [0, 3]
+    assert themes[0].rating is None

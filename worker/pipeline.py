@@ -1,0 +1,139 @@
+"""The whole analysis in one process: ingest → embed → sentiment → train → themes → report.
+
+The CLI runs :func:`analyze`; the Celery tasks run the same stage functions one by one and store what they make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from service.settings import DEFAULT_MODEL
+from worker.stages import embed, sentiment, train
+from worker.stages.ingest import IngestResult
+from worker.stages.report import themes_document
+from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes
+
+STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
+StageProgress = Callable[[str, float], None]
+
+
+@dataclass
+class AnalysisOptions:
+    """Everything that changes an analysis besides the input."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    seed: int = 0
+    n_latents: int | None = None
+    k: int | None = None
+    batch_size: int = 32
+    cache_dir: Path | None = None
+    themes: ThemeOptions = field(default_factory=ThemeOptions)
+
+
+@dataclass
+class Embedded:
+    """Embeddings of the distinct texts and, per document, the row of its text."""
+
+    vectors: np.ndarray
+    inverse: np.ndarray
+    n_encoded: int
+
+    def per_document(self) -> DocumentVectors:
+        return DocumentVectors(self.vectors, self.inverse)
+
+
+@dataclass
+class Analysis:
+    """The result of an analysis: documents (with sentiment), themes, the themes.json object, the SAE."""
+
+    documents: pd.DataFrame
+    themes: list[Theme]
+    document: dict[str, Any]
+    sae: Any
+    counts: dict[str, int]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` → the best device present (CUDA > MPS > CPU), else the name as given."""
+    from sae.device import resolve_device as resolve
+
+    return str(resolve(name))
+
+
+def embed_documents(
+    documents: pd.DataFrame, options: AnalysisOptions, progress: Callable[[float], None] | None = None
+) -> Embedded:
+    """Embed each distinct text once, reusing the on-disk cache when one is configured."""
+    texts, inverse = embed.unique_texts(documents["text"].tolist())
+    cache = embed.EmbeddingCache(options.cache_dir) if options.cache_dir else None
+    try:
+        vectors, n_encoded = embed.embed_texts(
+            texts, options.model, device=resolve_device(options.device), batch_size=options.batch_size,
+            cache=cache, progress=progress,
+        )  # fmt: skip
+    finally:
+        if cache is not None:
+            cache.close()
+    return Embedded(vectors, inverse, n_encoded)
+
+
+def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` columns."""
+    scores = sentiment.score_texts(documents["text"].tolist())
+    return documents.assign(sentiment_score=scores, sentiment_label=sentiment.label_scores(scores))
+
+
+def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions) -> list[Theme]:
+    """Themes of the documents under a fitted SAE, described and sorted by size."""
+    acts = train.activations(sae, embedded.vectors)[embedded.inverse]
+    decoder = sae.model_.W_dec.detach().float().cpu().numpy()
+    themes = build_themes(acts, decoder, options)
+    return describe_themes(themes, documents, embedded.per_document(), options)
+
+
+def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict[str, Any]:
+    """The ``metadata`` block of themes.json (besides the document and theme counts)."""
+    return {
+        "model": options.model,
+        "sae": train.sae_summary(sae),
+        "seed": options.seed,
+        "counts": counts,
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def analyze(
+    ingested: IngestResult,
+    options: AnalysisOptions = AnalysisOptions(),
+    progress: StageProgress | None = None,
+    previous_sae: Path | None = None,
+) -> Analysis:
+    """Run every stage after ingest in this process."""
+
+    def report(stage: str) -> Callable[[float], None]:
+        return (lambda f: progress(stage, f)) if progress else (lambda f: None)
+
+    documents = ingested.documents
+    counts = dict(ingested.counts)
+    report("ingest")(1.0)
+    embedded = embed_documents(documents, options, report("embed"))
+    counts["embedded"] = embedded.n_encoded
+    counts["unique_texts"] = len(embedded.vectors)
+    documents = add_sentiment(documents)
+    report("sentiment")(1.0)
+    sae = train.train_sae(
+        embedded.vectors, n_latents=options.n_latents, k=options.k, seed=options.seed,
+        device=options.device, progress=report("train"), previous=previous_sae,
+    )  # fmt: skip
+    themes = find_themes(sae, embedded, documents, options.themes)
+    report("themes")(1.0)
+    document = themes_document(themes, documents, metadata(sae, options, counts))
+    return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts)

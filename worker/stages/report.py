@@ -1,0 +1,115 @@
+"""Report stage: themes and documents → ``themes.json``, ``themes.csv``, ``document_themes.csv``, ``documents.csv``.
+
+The column sets here are the product's output schema (see README); the API's CSV reports use the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from worker.stages.themes import Theme
+
+DIGITS = 4
+THEMES_COLUMNS = [
+    "theme_id", "label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
+    "rating_mean", "rating_count",
+]  # fmt: skip
+DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
+DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
+
+
+def _round(value: float) -> float:
+    return round(float(value), DIGITS)
+
+
+def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int) -> dict[str, Any]:
+    """One theme in the ``themes.json`` schema."""
+    activation_of = dict(zip(theme.members.tolist(), theme.activations.tolist()))
+    return {
+        "id": int(theme.id),
+        "label": theme.label,
+        "keywords": list(theme.keywords),
+        "size": theme.size,
+        "share": _round(theme.size / max(1, n_documents)),
+        "sentiment": {k: _round(v) for k, v in theme.sentiment.items()},
+        "rating": None if theme.rating is None else {"mean": _round(theme.rating["mean"]), "count": theme.rating["count"]},
+        "examples": [
+            {"doc_id": str(documents["doc_id"].iat[d]), "text": documents["text"].iat[d], "activation": _round(activation_of[d])}
+            for d in theme.examples
+        ],
+        "features": [int(f) for f in theme.features],
+    }
+
+
+def themes_document(themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The whole ``themes.json`` object: metadata plus themes sorted by size."""
+    records = [theme_record(t, documents, len(documents)) for t in themes]
+    records.sort(key=lambda r: (-r["size"], r["id"]))
+    meta = {"n_documents": len(documents), "n_themes": len(records), **metadata}
+    return {"metadata": meta, "themes": records}
+
+
+def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """``themes.csv``: one row per theme, keywords joined by ``; ``."""
+    rows = [
+        {
+            "theme_id": r["id"],
+            "label": r["label"],
+            "keywords": "; ".join(r["keywords"]),
+            "size": r["size"],
+            "share": r["share"],
+            "sentiment_mean": r["sentiment"]["mean"],
+            "negative": r["sentiment"]["negative"],
+            "neutral": r["sentiment"]["neutral"],
+            "positive": r["sentiment"]["positive"],
+            "rating_mean": None if r["rating"] is None else r["rating"]["mean"],
+            "rating_count": 0 if r["rating"] is None else r["rating"]["count"],
+        }
+        for r in records
+    ]
+    return pd.DataFrame(rows, columns=THEMES_COLUMNS)
+
+
+def document_themes_table(themes: Iterable[Theme], documents: pd.DataFrame) -> pd.DataFrame:
+    """``document_themes.csv``: long format, one row per (document, theme) membership."""
+    parts = [
+        pd.DataFrame(
+            {
+                "doc_id": documents["doc_id"].to_numpy()[t.members],
+                "theme_id": np.full(t.size, t.id, dtype=np.int64),
+                "activation": np.round(t.activations.astype(np.float64), DIGITS),
+            }
+        )
+        for t in themes
+    ]
+    if not parts:
+        return pd.DataFrame(columns=DOCUMENT_THEMES_COLUMNS)
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(["theme_id", "activation", "doc_id"], ascending=[True, False, True], kind="stable")
+
+
+def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
+    """``documents.csv``: one row per document with its sentiment and rating."""
+    table = documents.reindex(columns=DOCUMENTS_COLUMNS).copy()
+    table["sentiment_score"] = table["sentiment_score"].astype(float).round(DIGITS)
+    if "date" in table and pd.api.types.is_datetime64_any_dtype(table["date"]):
+        table["date"] = table["date"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return table
+
+
+def write_report(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:
+    """Write the four output files; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "documents.csv"]
+    paths[0].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    themes_table(document["themes"]).to_csv(paths[1], index=False)
+    document_themes_table(themes, documents).to_csv(paths[2], index=False)
+    documents_table(documents).to_csv(paths[3], index=False)
+    return paths

@@ -1,0 +1,187 @@
+"""Themes stage: SAE feature activations → themes a person can read.
+
+A theme is a live SAE feature (or a group of near-duplicate features merged for display, named by the lowest
+feature index so ids stay stable). A comment is a member of a feature when its activation exceeds a per-feature
+threshold (a share of the feature's highest activation); a comment may belong to several themes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from worker.keywords import class_tfidf, make_label, term_counts, top_keywords
+from worker.stages.sentiment import aggregate
+
+
+@dataclass(frozen=True)
+class ThemeOptions:
+    """How features become themes."""
+
+    rel_threshold: float = 0.5  # member when activation > rel_threshold × the feature's max activation
+    min_size: int | None = None  # default: max(3, 0.5% of documents)
+    merge_cosine: float = 0.9  # merge features whose decoder directions are this similar …
+    merge_jaccard: float = 0.5  # … or whose member sets overlap this much
+    n_keywords: int = 8
+    n_examples: int = 5
+    example_similarity: float = 0.95  # skip an example this similar to one already chosen
+
+    def resolved_min_size(self, n_docs: int) -> int:
+        return self.min_size if self.min_size is not None else max(3, int(np.ceil(0.005 * n_docs)))
+
+
+@dataclass
+class Theme:
+    """One theme with its members (document row positions) and their activations."""
+
+    id: int
+    features: list[int]
+    members: np.ndarray
+    activations: np.ndarray
+    label: str = ""
+    keywords: list[str] = field(default_factory=list)
+    sentiment: dict[str, float] = field(default_factory=dict)
+    rating: dict[str, float] | None = None
+    examples: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(len(self.members))
+
+
+class DocumentVectors:
+    """Per-document embedding rows backed by the embeddings of distinct texts (no n_docs × d copy)."""
+
+    def __init__(self, unique: np.ndarray, inverse: np.ndarray) -> None:
+        self.unique, self.inverse = unique, inverse
+
+    def __getitem__(self, rows: int | list[int] | np.ndarray) -> np.ndarray:
+        return self.unique[self.inverse[rows]]
+
+
+def activation_matrix(values: np.ndarray, indices: np.ndarray, n_latents: int) -> sp.csr_matrix:
+    """Sparse docs × latents activations from TopK (values, indices); zeros dropped."""
+    n, k = values.shape
+    rows = np.repeat(np.arange(n), k)
+    matrix = sp.csr_matrix((values.ravel(), (rows, indices.ravel())), shape=(n, n_latents), dtype=np.float32)
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def feature_memberships(acts: sp.csr_matrix, rel_threshold: float) -> sp.csc_matrix:
+    """Docs × features matrix keeping only activations above each feature's threshold."""
+    acts = acts.tocsc()
+    col_max = acts.max(axis=0).toarray().ravel()
+    thresholds = rel_threshold * col_max
+    data = acts.data.copy()
+    cols = np.repeat(np.arange(acts.shape[1]), np.diff(acts.indptr))
+    data[data <= thresholds[cols]] = 0
+    members = sp.csc_matrix((data, acts.indices.copy(), acts.indptr.copy()), shape=acts.shape)
+    members.eliminate_zeros()
+    return members
+
+
+def merge_groups(members: sp.csc_matrix, decoder: np.ndarray, live: np.ndarray, options: ThemeOptions) -> list[list[int]]:
+    """Groups of live features to show as one theme: near-parallel decoder columns or overlapping members."""
+    parent = {int(f): int(f) for f in live}
+
+    def find(f: int) -> int:
+        while parent[f] != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    if len(live) > 1:
+        directions = decoder[:, live]
+        directions = directions / np.maximum(np.linalg.norm(directions, axis=0, keepdims=True), 1e-12)
+        cosine = directions.T @ directions
+        binary = (members[:, live] > 0).astype(np.float32)
+        inter = np.asarray((binary.T @ binary).todense())
+        sizes = np.diag(inter)
+        jaccard = inter / np.maximum(sizes[:, None] + sizes[None, :] - inter, 1.0)
+        close = (cosine >= options.merge_cosine) | (jaccard >= options.merge_jaccard)
+        for a, b in zip(*np.nonzero(np.triu(close, k=1))):
+            ra, rb = find(int(live[a])), find(int(live[b]))
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for f in sorted(parent):
+        groups.setdefault(find(f), []).append(f)
+    return [groups[root] for root in sorted(groups)]
+
+
+def build_themes(
+    acts: sp.csr_matrix,
+    decoder: np.ndarray,
+    options: ThemeOptions = ThemeOptions(),
+) -> list[Theme]:
+    """Themes (members and activations only) from docs × latents activations and the decoder (d × latents)."""
+    n_docs = acts.shape[0]
+    members = feature_memberships(acts, options.rel_threshold)
+    sizes = np.diff(members.indptr)
+    live = np.flatnonzero(sizes >= options.resolved_min_size(n_docs))
+    themes = []
+    for group in merge_groups(members, decoder, live, options):
+        block = members[:, group]
+        activation = np.asarray(block.max(axis=1).todense()).ravel()
+        rows = np.flatnonzero(activation > 0)
+        themes.append(Theme(id=min(group), features=group, members=rows, activations=activation[rows]))
+    return themes
+
+
+def describe_themes(
+    themes: list[Theme],
+    documents: pd.DataFrame,
+    embeddings: np.ndarray | DocumentVectors,
+    options: ThemeOptions = ThemeOptions(),
+) -> list[Theme]:
+    """Fill label, keywords, sentiment, rating and examples; return themes sorted by size (then id).
+
+    ``documents`` needs ``text``, ``sentiment_score``, ``sentiment_label`` and ``rating`` columns, one row per
+    document in the order of the activation matrix; ``embeddings`` has one unit row per document.
+    """
+    if not themes:
+        return []
+    texts = documents["text"].tolist()
+    counts, vocabulary = term_counts(texts)
+    membership = sp.csr_matrix(
+        (
+            np.ones(sum(t.size for t in themes), dtype=np.float32),
+            (np.concatenate([t.members for t in themes]), np.repeat(np.arange(len(themes)), [t.size for t in themes])),
+        ),
+        shape=(len(texts), len(themes)),
+    )
+    weights = class_tfidf(membership, counts)
+    scores = documents["sentiment_score"].to_numpy()
+    labels = documents["sentiment_label"].to_numpy()
+    ratings = documents["rating"].to_numpy(dtype=float)
+    for i, theme in enumerate(themes):
+        theme.keywords = top_keywords(weights[i], vocabulary, options.n_keywords) if weights.size else []
+        theme.label = make_label(theme.keywords)
+        theme.sentiment = aggregate(scores[theme.members], labels[theme.members])
+        rated = ratings[theme.members]
+        rated = rated[~np.isnan(rated)]
+        theme.rating = {"mean": float(rated.mean()), "count": int(rated.size)} if rated.size else None
+        theme.examples = pick_examples(theme, texts, embeddings, options)
+    return sorted(themes, key=lambda t: (-t.size, t.id))
+
+
+def pick_examples(theme: Theme, texts: list[str], embeddings: np.ndarray | DocumentVectors, options: ThemeOptions) -> list[int]:
+    """Top-activating members, skipping repeats and near-duplicates of those already chosen."""
+    order = theme.members[np.argsort(-theme.activations, kind="stable")]
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for doc in order:
+        text = texts[doc].casefold()
+        if text in seen:
+            continue
+        if chosen and float(np.max(embeddings[chosen] @ embeddings[doc])) > options.example_similarity:
+            continue
+        chosen.append(int(doc))
+        seen.add(text)
+        if len(chosen) >= options.n_examples:
+            break
+    return chosen
