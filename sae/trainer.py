@@ -432,7 +432,7 @@ class SparseAutoencoder:
         est = cls(**{k: v for k, v in config["params"].items() if k in names}, device=device)
         est.device_ = resolve_device(device)
         d, m, k = int(config["d_in"]), int(config["n_latents"]), int(config["k"])
-        model = TopKSAE(d, m, k)
+        model = TopKSAE(d, m, k, generator=_generator(0))  # weights are overwritten below
         model.load_state_dict({name: tensors[name] for name in model.state_dict()})
         est.model_ = model.to(est.device_)
         est.n_features_in_, est.n_latents_, est.k_ = d, m, k

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Find the themes in customer feedback.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Find the themes in customer feedback.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -93,10 +94,13 @@ def print_themes(document: dict, top: int) -> None:
     sae = meta["sae"]
     table = Table(title=f"{meta['n_themes']} themes in {meta['n_documents']} comments "
                         f"(SAE {sae['n_latents']} latents, K={sae['k']}, FVU {sae['fvu']:.3f})")  # fmt: skip
-    for name, justify in (("id", "right"), ("theme", "left"), ("size", "right"), ("share", "right"),
-                          ("sentiment", "right"), ("rating", "right"), ("example", "left")):  # fmt: skip
-        table.add_column(name, justify=justify, overflow="fold" if name == "theme" else "ellipsis",
-                         no_wrap=name == "example", max_width=60 if name == "example" else None)  # fmt: skip
+    table.add_column("id", justify="right")
+    table.add_column("theme", min_width=24, overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("mood", justify="right")
+    table.add_column("rating", justify="right")
+    table.add_column("example", overflow="ellipsis", no_wrap=True, min_width=20, max_width=50)
     for theme in document["themes"][:top]:
         rating = theme["rating"]
         table.add_row(
@@ -107,5 +111,133 @@ def print_themes(document: dict, top: int) -> None:
     console.print(table)
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+@keys_app.command("create")
+def keys_create(tenant: Annotated[str, typer.Option(help="Tenant (company) the key belongs to; created if new.")]) -> None:
+    """Create an API key for a tenant and print it once (only its hash is stored)."""
+    from service.db.session import session_scope, upgrade_database
+    from service.keys import create_key
+
+    tenant = tenant.strip()
+    if not tenant or len(tenant) > 200:
+        fail("--tenant must be 1 to 200 characters")
+    upgrade_database()
+    with session_scope() as session:
+        key, _ = create_key(session, tenant)
+    typer.echo(key)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from service.db.session import upgrade_database
+
+    upgrade_database()
+    console.print("database schema is up to date")
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+) -> None:
+    """Run the REST API (production: point FEEDBACK_THEMES_BROKER_URL and _DATABASE_URL at Redis and PostgreSQL)."""
+    import uvicorn
+
+    from service.db.session import upgrade_database
+
+    upgrade_database()
+    uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, log_level="info")  # fmt: skip
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: cpu, gpu.")] = "cpu",
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, solo or threads.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker on the given queues."""
+    import os
+
+    from service.db.session import upgrade_database
+    from worker.celery_app import CPU_QUEUE, GPU_QUEUE, create_celery
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names or any(q not in (CPU_QUEUE, GPU_QUEUE) for q in names):
+        fail(f"--queues must name cpu and/or gpu, got {queues!r}")
+    upgrade_database()
+    celery = create_celery()
+    celery.worker_main(["worker", f"--queues={','.join(names)}", f"--concurrency={concurrency}", f"--pool={pool}",
+                        f"--loglevel={loglevel}", f"--hostname={'-'.join(names)}-{os.getpid()}@%h"])  # fmt: skip
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """The whole service on this machine: API plus an embedded worker, filesystem broker, SQLite. No Redis."""
+    import os
+    import subprocess
+    import sys
+
+    import uvicorn
+
+    from service.db.session import session_scope, upgrade_database
+    from service.keys import create_key
+    from service.settings import get_settings
+
+    settings = get_settings()
+    if not settings.embedded_broker:
+        console.print("[yellow]note:[/] a broker URL is set; `serve` still runs an embedded worker against it")
+    upgrade_database()
+    first_key = None
+    with session_scope() as session:
+        from sqlalchemy import func, select
+
+        from service.db.models import ApiKey
+
+        if not session.scalar(select(func.count()).select_from(ApiKey)):
+            first_key, _ = create_key(session, "local")
+    worker_cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", "cpu,gpu", "--concurrency", "1"]
+    child = subprocess.Popen(worker_cmd, env=os.environ.copy())
+    base = f"http://{host}:{port}"
+    console.print(f"\n[bold]feedback-themes[/] is starting on {base}  (API docs: {base}/docs)")
+    console.print(f"Data folder: {settings.data_dir.resolve()}  (SQLite, uploads, models, broker queue)")
+    if first_key:
+        console.print(f"Your API key (tenant 'local', shown once): [bold]{first_key}[/]")
+    console.print("More keys: feedback-themes keys create --tenant NAME")
+    console.print(f"Upload: curl -H 'X-API-Key: KEY' -F file=@reviews.csv -F text_column=text {base}/v1/jobs\n")
+    try:
+        uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> None:
+    """Console entry point: an unexpected error prints one line (set FEEDBACK_THEMES_DEBUG=1 for the traceback)."""
+    import os
+
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("FEEDBACK_THEMES_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -112,10 +112,13 @@ def test_from_records():
     result = from_records([{"text": "Great &amp; fast", "rating": 5, "id": "a"}, {"text": "slow", "id": "b"}])
     docs = result.documents
     assert docs["text"].tolist() == ["Great & fast", "slow"]
-    assert docs["doc_id"].tolist() == ["a", "b"]
+    assert docs["doc_id"].tolist() == ["a", "b"] and not result.generated_ids.any()
     assert docs["rating"].iloc[0] == 5.0 and np.isnan(docs["rating"].iloc[1])
     with pytest.raises(IngestError, match="no items"):
         from_records([])
+    mixed = from_records([{"text": "x", "id": "a"}, {"text": "y"}, {"text": "z", "id": None}])
+    assert mixed.documents["doc_id"].tolist() == ["a", "2", "3"]
+    assert mixed.generated_ids.tolist() == [False, True, True]
 
 
 def test_detect_delimiter_ignores_quoted():

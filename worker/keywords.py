@@ -2,7 +2,9 @@
 
 Each theme's member comments form one class; a term's weight is its frequency in the class times
 ``log(1 + A / f)``, where ``f`` is the term's frequency in the whole corpus and ``A`` the mean number of
-words per class (BERTopic's c-TF-IDF). Unigrams and bigrams, English stop words removed.
+words per class (BERTopic's c-TF-IDF). Frequencies count comments, not repetitions, so a word one
+reviewer repeats five times does not outrank a word five reviewers use. Unigrams and bigrams, English
+stop words removed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
+SINGLE_COMMENT_PENALTY = 0.1
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_'’]+\b"
 
 
@@ -31,11 +34,14 @@ def term_counts(texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
 
 def class_tfidf(membership: sp.csr_matrix, counts: sp.csr_matrix) -> np.ndarray:
     """c-TF-IDF weights (themes × terms) from a docs × themes membership matrix and docs × terms counts."""
+    counts = (counts > 0).astype(np.float64)  # a term counts once per comment: coverage, not repetition
     class_counts = np.asarray((membership.T.astype(np.float64) @ counts).todense())
     if class_counts.size == 0:
         return class_counts
     words_per_class = class_counts.sum(axis=1, keepdims=True)
     tf = class_counts / np.maximum(words_per_class, 1.0)
+    class_sizes = np.asarray(membership.sum(axis=0)).reshape(-1, 1)
+    tf[(class_counts < 2) & (class_sizes >= 3)] *= SINGLE_COMMENT_PENALTY  # describe more than one comment
     corpus_freq = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
     mean_words = float(words_per_class.mean()) or 1.0
     idf = np.log1p(mean_words / np.maximum(corpus_freq, 1.0))

@@ -69,11 +69,15 @@ def resolve_device(name: str) -> str:
 
 
 def embed_documents(
-    documents: pd.DataFrame, options: AnalysisOptions, progress: Callable[[float], None] | None = None
+    documents: pd.DataFrame,
+    options: AnalysisOptions,
+    progress: Callable[[float], None] | None = None,
+    cache: Any = None,
 ) -> Embedded:
-    """Embed each distinct text once, reusing the on-disk cache when one is configured."""
+    """Embed each distinct text once, reusing a cache: the given one, else the on-disk one when configured."""
     texts, inverse = embed.unique_texts(documents["text"].tolist())
-    cache = embed.EmbeddingCache(options.cache_dir) if options.cache_dir else None
+    if cache is None and options.cache_dir:
+        cache = embed.EmbeddingCache(options.cache_dir)
     try:
         vectors, n_encoded = embed.embed_texts(
             texts, options.model, device=resolve_device(options.device), batch_size=options.batch_size,

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -55,6 +56,7 @@ class IngestResult:
     counts: dict[str, int] = field(default_factory=dict)
     encoding: str | None = None
     delimiter: str | None = None
+    generated_ids: np.ndarray | None = None  # per document: True where the id is a row number, not from the input
 
 
 def detect_encoding(head: bytes) -> str:
@@ -177,28 +179,27 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
     if rows_read == 0:
         raise IngestError("the file has a header but no rows", "no-rows")
     text = frame[columns.text].map(clean_text)
-    if columns.id:
-        doc_id = frame[columns.id].astype(str).str.strip()
-    else:
-        doc_id = pd.Series([str(i + 1) for i in range(rows_read)], index=frame.index)
+    row_numbers = pd.Series([str(i + 1) for i in range(rows_read)], index=frame.index)
+    doc_id = frame[columns.id].astype(str).str.strip() if columns.id else row_numbers
+    generated = doc_id == ""
+    doc_id = doc_id.where(~generated, row_numbers)
+    if not columns.id:
+        generated[:] = True
     keep = text.str.len() > 0
     docs = pd.DataFrame({"doc_id": doc_id[keep].to_numpy(), "text": text[keep].to_numpy()})
     counts = {"rows_read": rows_read, "empty_dropped": int((~keep).sum())}
-    if columns.id:
-        blank = docs["doc_id"] == ""
-        dup = docs["doc_id"].duplicated(keep=False) & ~blank
-        if dup.any():
-            examples = ", ".join(repr(v) for v in docs.loc[dup, "doc_id"].unique()[:3])
-            raise IngestError(f"id column {columns.id!r} has duplicate values: {examples}", "duplicate-id")
-        if blank.any():
-            raise IngestError(f"id column {columns.id!r} has empty values", "duplicate-id")
+    given = docs["doc_id"][~generated[keep].to_numpy()]
+    dup = given[given.duplicated(keep=False)]
+    if not dup.empty:
+        examples = ", ".join(repr(v) for v in dup.unique()[:3])
+        raise IngestError(f"id column {columns.id!r} has duplicate values: {examples}", "duplicate-id")
     docs["rating"], counts["invalid_ratings"] = _parse_ratings(frame[columns.rating][keep] if columns.rating else None)
     docs["date"], counts["invalid_dates"] = _parse_dates(frame[columns.date][keep] if columns.date else None)
     if docs.empty:
         raise IngestError(f"no row has text in column {columns.text!r}", "no-rows")
     counts["documents"] = len(docs)
     counts["duplicate_texts"] = int(docs["text"].duplicated().sum())
-    return IngestResult(documents=docs.reset_index(drop=True), counts=counts)
+    return IngestResult(documents=docs.reset_index(drop=True), counts=counts, generated_ids=generated[keep].to_numpy())
 
 
 def clean_text(value: object) -> str:
@@ -225,3 +226,28 @@ def _parse_dates(values: pd.Series | None) -> tuple[pd.Series | object, int]:
     dates = pd.to_datetime(cleaned.replace("", None), errors="coerce", format="mixed", utc=True)
     invalid = int((dates.isna() & (cleaned != "")).sum())
     return dates.to_numpy(), invalid
+
+
+def check_upload(path: str | os.PathLike[str], columns: ColumnMap, full_check_bytes: int = 4 * 1024 * 1024) -> None:
+    """Cheap validation of a stored upload before a job is queued; raises :class:`IngestError`.
+
+    Small files are read whole (every error is found now); larger ones by their first bytes: readable text, a
+    header with the named columns, and at least one data row. The worker reads the rest.
+    """
+    size = os.path.getsize(path)
+    if size <= full_check_bytes:
+        read_csv(path, columns)
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    encoding = detect_encoding(head)
+    text, _ = _decode(head[: len(head) - 4] if encoding.startswith("utf-8") else head, encoding)
+    if len(_CONTROL.findall(text)) > 8:
+        raise IngestError("the file is not readable text (binary content): upload a CSV file", "undecodable")
+    delimiter = detect_delimiter(text)
+    records = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [c.strip() for c in next(records, [])]
+    missing = [c for c in (columns.text, *columns.optional().values()) if c not in header]
+    if missing:
+        found = ", ".join(repr(c) for c in header) or "none"
+        raise IngestError(f"column {missing[0]!r} not found; columns found: {found}", "missing-column")

@@ -1,0 +1,34 @@
+"""The FastAPI application: routes under /v1, OpenAPI at /docs and /openapi.json, problem+json errors."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from service.api import routes_jobs, routes_projects
+from service.api.errors import install_error_handlers
+from service.api.uploads import BodySizeLimit
+from service.settings import get_settings
+
+
+def create_app() -> FastAPI:
+    """The API for the settings of this process's environment."""
+    from worker.celery_app import create_celery
+
+    settings = get_settings()
+    app = FastAPI(
+        title="feedback-themes",
+        version="1.0.0",
+        description="Upload customer feedback, poll the job, read the themes a sparse autoencoder finds in it.",
+    )
+    app.state.settings = settings
+    app.state.celery = create_celery(settings)
+    install_error_handlers(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_projects.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

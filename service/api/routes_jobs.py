@@ -1,0 +1,119 @@
+"""``/v1/jobs``: upload feedback (CSV or JSON), poll a job, read the themes as of a job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.api import uploads
+from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.api.errors import ProblemError
+from service.api.pagination import decode_cursor, next_cursor
+from service.api.schemas import JobCreated, JobOut, ThemesPage
+from service.db.session import session_scope
+from service.repository import NewJob, create_job, job_for_tenant, job_metadata, themes_page
+from worker.celery_app import CPU_QUEUE, RUN_JOB
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "text_column"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "CSV file"},
+                        "text_column": {"type": "string"},
+                        "rating_column": {"type": "string"},
+                        "date_column": {"type": "string"},
+                        "id_column": {"type": "string"},
+                        "project": {"type": "string", "description": "Project id; absent → a new project"},
+                    },
+                }
+            },
+            "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackBatch"}},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobCreated,
+    openapi_extra=UPLOAD_BODY,
+    summary="Upload feedback (multipart CSV or JSON items) and start a job",
+    responses={413: {"description": "Upload too large"}, 415: {"description": "Not a CSV"}, 422: {"description": "Bad input"}},
+)
+async def post_job(
+    request: Request,
+    response: Response,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JobCreated:
+    upload = await uploads.receive(request, settings)
+    new = NewJob(job_id=upload.job_id, tenant_id=tenant, project_id=upload.project, source=str(upload.path),
+                 source_kind=upload.kind, columns=upload.columns, idempotency_key=idempotency_key,
+                 payload_hash=upload.payload_hash, project_name=upload.name)  # fmt: skip
+
+    def store() -> tuple[JobCreated, bool]:
+        with session_scope() as session:
+            job, created = create_job(session, new)
+            return JobCreated(id=job.id, status=job.status, project_id=job.project_id), created
+
+    try:
+        body, created = await run_in_threadpool(store)
+    except BaseException:
+        upload.path.unlink(missing_ok=True)
+        raise
+    if not created:
+        upload.path.unlink(missing_ok=True)
+    else:
+        await run_in_threadpool(enqueue, celery, body.id)
+    response.headers["Location"] = f"/v1/jobs/{body.id}"
+    return body
+
+
+def enqueue(celery, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Send the job's first task by name; if the broker is down the job ends failed and the caller gets 503."""
+    from worker.jobs import fail_job  # light: no torch
+    from service.problems import problem
+
+    try:
+        celery.send_task(RUN_JOB, args=[job_id], queue=CPU_QUEUE)
+    except Exception as exc:  # noqa: BLE001 - any broker error
+        fail_job(job_id, problem(503, "The job could not be queued", "the task broker is unreachable", "broker-down"))
+        raise ProblemError(503, "the task broker is unreachable; try again later", "broker-down") from exc
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="A job's status, stage and progress")
+def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobOut:
+    job = job_for_tenant(session, tenant, job_id)
+    return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
+                  progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {}, error=job.error,
+                  created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
+
+
+@router.get("/{job_id}/themes", response_model=ThemesPage, summary="The themes as of this job")
+def get_job_themes(
+    job_id: str,
+    tenant: TenantDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    sort: Literal["size", "sentiment"] = "size",
+    order: Literal["asc", "desc"] = "desc",
+) -> ThemesPage:
+    job = job_for_tenant(session, tenant, job_id)
+    if job.status != "succeeded":
+        raise ProblemError(409, f"job {job_id} has status {job.status!r}; themes exist once it has succeeded", "job-not-done")
+    offset = decode_cursor(cursor)
+    themes, total = themes_page(session, job, sort, order, offset, limit)
+    return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))

@@ -1,0 +1,142 @@
+"""Receiving an upload: stream it to the uploads folder (never whole in memory), hash it, validate it cheaply."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from service.api.errors import ProblemError
+from service.api.schemas import FeedbackBatch
+from service.db.models import new_id
+from service.settings import Settings
+from worker.stages.ingest import ColumnMap, IngestError, check_upload, from_records
+
+COPY_CHUNK = 1024 * 1024
+FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "project")
+
+
+@dataclass
+class Upload:
+    job_id: str
+    path: Path
+    kind: str  # csv | json
+    columns: dict[str, Any]
+    payload_hash: str
+    project: str | None
+    name: str | None
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 as soon as a request body passes the limit, checked while it streams in."""
+
+    def __init__(self, app, max_bytes: int) -> None:  # type: ignore[no-untyped-def]
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            from service.api.errors import problem_response
+
+            await problem_response(413, self._detail(), "upload-too-large")(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise ProblemError(413, self._detail(), "upload-too-large")
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _detail(self) -> str:
+        return f"the upload is larger than the limit of {self.max_bytes / 1e6:g} MB"
+
+
+async def receive(request: Request, settings: Settings) -> Upload:
+    """Store the request's CSV (multipart) or JSON items under a new job id, validated; raises a 4xx on bad input."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    job_id = new_id()
+    if content_type == "multipart/form-data":
+        return await _receive_csv(request, settings, job_id)
+    if content_type in ("application/json", ""):
+        return await _receive_json(request, settings, job_id)
+    raise ProblemError(415, f"send multipart/form-data with a CSV file, or application/json; got {content_type!r}",
+                       "unsupported-media-type")  # fmt: skip
+
+
+async def _receive_csv(request: Request, settings: Settings, job_id: str) -> Upload:
+    try:
+        form = await request.form(max_files=1, max_fields=len(FORM_FIELDS) + 2)
+    except ProblemError:
+        raise
+    except Exception:  # noqa: BLE001 - malformed multipart bodies
+        raise ProblemError(400, "the multipart body could not be parsed", "malformed-multipart") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ProblemError(422, "the form has no file field 'file' with the CSV", "missing-file")
+    fields = {name: _field(form, name) for name in FORM_FIELDS}
+    if not fields["text_column"]:
+        raise ProblemError(422, "the form field 'text_column' is required (the column that holds the comments)",
+                           "missing-text-column")  # fmt: skip
+    columns = ColumnMap(text=fields["text_column"], id=fields["id_column"], rating=fields["rating_column"],
+                        date=fields["date_column"])  # fmt: skip
+    path = settings.uploads_dir / f"{job_id}.csv"
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    await run_in_threadpool(_copy, upload, path, digest)
+    await upload.close()
+    try:
+        await run_in_threadpool(check_upload, path, columns)
+    except IngestError:
+        path.unlink(missing_ok=True)
+        raise
+    return Upload(job_id, path, "csv", columns.__dict__, digest.hexdigest(), fields["project"], upload.filename)
+
+
+def _field(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    if value is None or isinstance(value, UploadFile):
+        return None
+    value = str(value).strip()
+    if len(value) > 200:
+        raise ProblemError(422, f"the form field {name!r} is too long", "validation-error")
+    return value or None
+
+
+def _copy(upload: UploadFile, path: Path, digest: Any) -> None:
+    upload.file.seek(0)
+    with path.open("wb") as out:
+        while chunk := upload.file.read(COPY_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+
+
+async def _receive_json(request: Request, settings: Settings, job_id: str) -> Upload:
+    body = await request.body()
+    try:
+        batch = FeedbackBatch.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    items = [item.model_dump() for item in batch.items]
+    await run_in_threadpool(from_records, items)  # raises IngestError when no item has text
+    path = settings.uploads_dir / f"{job_id}.json"
+    await run_in_threadpool(path.write_text, json.dumps(items, ensure_ascii=False), "utf-8")
+    digest = hashlib.sha256(body).hexdigest()
+    return Upload(job_id, path, "json", {"text": "text", "id": "id", "rating": "rating", "date": "date"}, digest,
+                  batch.project, None)  # fmt: skip

@@ -1,0 +1,206 @@
+"""API behaviour without a worker: auth, uploads, validation, idempotency, tenants, limits, problem+json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db.models import Document, Job, Project
+from service.db.session import session_scope
+from service.keys import create_key
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def service_env(tmp_path, monkeypatch):
+    """Embedded settings (SQLite, filesystem broker) under a temporary data folder."""
+    from service.db.session import upgrade_database
+    from service.settings import get_settings
+
+    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES"):
+        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
+    get_settings.cache_clear()
+    upgrade_database()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def make_client() -> TestClient:
+    from service.api.app import create_app
+
+    return TestClient(create_app(), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(service_env) -> TestClient:
+    return make_client()
+
+
+def new_key(tenant: str) -> dict[str, str]:
+    with session_scope() as session:
+        key, _ = create_key(session, tenant)
+    return {"X-API-Key": key}
+
+
+@pytest.fixture
+def alice(service_env) -> dict[str, str]:
+    return new_key("alice")
+
+
+def upload(client: TestClient, headers: dict, data: bytes, text_column: str = "text", **fields) -> object:
+    form = {"text_column": text_column, **fields}
+    return client.post("/v1/jobs", headers=headers, files={"file": ("reviews.csv", data, "text/csv")}, data=form)
+
+
+def assert_problem(response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["type"]
+    for word in words:
+        assert word in body.get("detail", ""), body
+    return body
+
+
+def stored_counts() -> tuple[int, int, int]:
+    with session_scope() as session:
+        return (session.query(Job).count(), session.query(Project).count(), session.query(Document).count())
+
+
+def test_keys_required(client):
+    assert_problem(client.get("/v1/projects"), 401, "X-API-Key")
+    assert_problem(client.get("/v1/projects", headers={"X-API-Key": "ft_nope"}), 401, "not valid")
+
+
+def test_upload_queues_a_job(client, alice, sample_csv, service_env):
+    response = upload(client, alice, sample_csv.read_bytes(), rating_column="rating", id_column="id")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert set(body) == {"id", "status", "project_id"} and body["status"] == "queued"
+    assert response.headers["location"] == f"/v1/jobs/{body['id']}"
+    job = client.get(response.headers["location"], headers=alice).json()
+    assert job["status"] == "queued" and job["progress"] == 0 and job["error"] is None
+    assert (service_env.uploads_dir / f"{body['id']}.csv").read_bytes() == sample_csv.read_bytes()
+    queued = list((service_env.broker_folder / "queue").iterdir())
+    assert len(queued) == 1 and "feedback_themes.run_job" in queued[0].read_text()
+    project = client.get(f"/v1/projects/{body['project_id']}", headers=alice).json()
+    assert project["jobs"] == 1 and project["current_job_id"] is None
+    assert_problem(client.get(f"/v1/jobs/{body['id']}/themes", headers=alice), 409, "queued")
+    assert_problem(client.get(f"/v1/projects/{body['project_id']}/themes", headers=alice), 409)
+
+
+@pytest.mark.parametrize(
+    ("data", "fields", "status", "words"),
+    [
+        (b"Review Text,Rating\nnice,5\n", {}, 422, ["'text' not found", "'Review Text', 'Rating'"]),
+        (b"text,Rating\nnice,5\n", {"rating_column": "stars"}, 422, ["'stars' not found"]),
+        (b"", {}, 422, ["empty"]),
+        (b"text\n", {}, 422, ["no rows"]),
+        (b"\x00\x01\x02\x03binary\x00", {}, 415, ["not text"]),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00zipzip", {}, 415, ["not text"]),
+        (b'text\n"unbalanced\n', {}, 422, ["cannot be parsed"]),
+    ],
+)
+def test_bad_csv_is_a_problem_and_stores_nothing(client, alice, data, fields, status, words, service_env):
+    before = stored_counts()
+    assert_problem(upload(client, alice, data, **fields), status, *words)
+    assert stored_counts() == before
+    assert not list(service_env.uploads_dir.glob("*"))
+
+
+def test_bad_form(client, alice):
+    assert_problem(client.post("/v1/jobs", headers=alice, data={"text_column": "x"}, files={"other": ("a", b"b")}), 422,
+                   "'file'")  # fmt: skip
+    assert_problem(client.post("/v1/jobs", headers=alice, files={"file": ("a.csv", b"text\nx\n")}), 422, "text_column")
+    assert_problem(client.post("/v1/jobs", headers={**alice, "content-type": "text/plain"}, content=b"hi"), 415)
+
+
+def test_json_batch(client, alice):
+    items = [{"text": "Late delivery", "rating": 2, "id": "a1"}, {"text": "Great fit", "date": "2026-01-02"}]
+    response = client.post("/v1/jobs", headers=alice, json={"items": items})
+    assert response.status_code == 202, response.text
+    for body, words in (
+        ({"items": []}, ["items"]),
+        ({"items": [{"txt": "x"}]}, ["items.0"]),
+        ({"rows": items}, []),
+        ({"items": [{"text": "x", "rating": "five"}]}, ["rating"]),
+    ):
+        assert_problem(client.post("/v1/jobs", headers=alice, json=body), 422, *words)
+    not_json = client.post("/v1/jobs", headers={**alice, "content-type": "application/json"}, content=b"{not json")
+    assert_problem(not_json, 422)
+    assert_problem(client.post("/v1/jobs", headers=alice, json={"items": [{"text": "   "}]}), 422, "no row has text")
+
+
+def test_idempotency_key(client, alice, sample_csv):
+    data = sample_csv.read_bytes()
+    first = upload(client, {**alice, "Idempotency-Key": "k1"}, data)
+    again = upload(client, {**alice, "Idempotency-Key": "k1"}, data)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert stored_counts()[0] == 1
+    assert_problem(upload(client, {**alice, "Idempotency-Key": "k1"}, data + b"R9999,2026-01-01,5,extra,x,y\n"), 422,
+                   "different payload")  # fmt: skip
+
+
+def test_tenants_are_isolated(client, alice, sample_csv):
+    job = upload(client, alice, sample_csv.read_bytes()).json()
+    bob = new_key("bob")
+    assert_problem(client.get(f"/v1/jobs/{job['id']}", headers=bob), 404)
+    assert_problem(client.get(f"/v1/jobs/{job['id']}/themes", headers=bob), 404)
+    assert_problem(client.get(f"/v1/projects/{job['project_id']}", headers=bob), 404)
+    assert_problem(client.get(f"/v1/projects/{job['project_id']}/reports/documents.csv", headers=bob), 404)
+    assert_problem(upload(client, bob, sample_csv.read_bytes(), project=job["project_id"]), 404)
+    assert client.get("/v1/projects", headers=bob).json()["projects"] == []
+    assert len(client.get("/v1/projects", headers=alice).json()["projects"]) == 1
+
+
+def test_upload_size_limit(service_env, monkeypatch, alice):
+    from service.settings import get_settings
+
+    monkeypatch.setenv("FEEDBACK_THEMES_MAX_UPLOAD_BYTES", "2000")
+    get_settings.cache_clear()
+    client = make_client()
+    assert_problem(upload(client, alice, b"text\n" + b"a long comment\n" * 500), 413, "limit")
+    assert stored_counts() == (0, 0, 0)
+
+
+def test_pagination_and_validation(client, alice, sample_csv):
+    for _ in range(3):
+        upload(client, alice, sample_csv.read_bytes())
+    page = client.get("/v1/projects?limit=2", headers=alice).json()
+    assert len(page["projects"]) == 2 and page["next_cursor"]
+    rest = client.get(f"/v1/projects?limit=2&cursor={page['next_cursor']}", headers=alice).json()
+    assert len(rest["projects"]) == 1 and rest["next_cursor"] is None
+    assert_problem(client.get("/v1/projects?cursor=!!", headers=alice), 400, "cursor")
+    assert_problem(client.get("/v1/projects?limit=0", headers=alice), 422, "limit")
+    assert_problem(client.get("/v1/nothing", headers=alice), 404)
+
+
+def test_openapi_documents_the_api(client):
+    schema = client.get("/openapi.json").json()
+    assert "/v1/jobs" in schema["paths"] and "/v1/projects/{project_id}/themes/{theme_id}" in schema["paths"]
+    body = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(body)
+    assert client.get("/docs").status_code == 200
+
+
+def test_api_process_never_imports_torch(service_env):
+    code = (
+        "import sys; from fastapi.testclient import TestClient; from service.api.app import create_app;"
+        "c = TestClient(create_app()); c.get('/v1/projects'); c.get('/openapi.json');"
+        "bad = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_problem_shape_is_rfc9457(client):
+    body = json.loads(client.get("/v1/jobs/x").text)
+    assert set(body) >= {"type", "title", "status", "detail"}

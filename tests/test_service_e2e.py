@@ -1,0 +1,170 @@
+"""End to end through real processes: upload → real Celery worker → themes and reports → an update of the project.
+
+Embedded: ``feedback-themes serve`` (filesystem broker, SQLite). Production: ``feedback-themes api`` plus a
+``cpu`` and a ``gpu``-queue worker over the local Redis and PostgreSQL (skipped only when those are unreachable).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service_harness import (
+    Processes,
+    copy_rows,
+    create_key,
+    free_port,
+    poll_job,
+    service_env,
+    upload_csv,
+    wait_healthy,
+)
+
+pytestmark = pytest.mark.slow
+NEW_TOPICS = ("colour", "website")
+REDIS_URL = "redis://127.0.0.1:6379/7"
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def split_sample(sample_csv: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Part A: six of the eight themes; part B: the comments about the other two (new topics)."""
+    first = copy_rows(sample_csv, tmp_path / "part_a.csv", lambda i, line: line.rstrip().split(",")[-2] not in NEW_TOPICS)
+    second = copy_rows(sample_csv, tmp_path / "part_b.csv", lambda i, line: line.rstrip().split(",")[-2] in NEW_TOPICS)
+    return first, second
+
+
+def members(client: httpx.Client, project: str, theme_id: int) -> set[str]:
+    out: set[str] = set()
+    cursor = None
+    while True:
+        page = client.get(f"/v1/projects/{project}/themes/{theme_id}", params={"limit": 500, "cursor": cursor}).json()
+        out |= {m["doc_id"] for m in page["members"]}
+        cursor = page["next_cursor"]
+        if not cursor:
+            return out
+
+
+def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
+    """The user's path: upload, poll, read themes and reports, upload more to the same project."""
+    part_a, part_b = split_sample(sample_csv, tmp_path)
+    client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60)
+    fields = {"text_column": "text", "rating_column": "rating", "date_column": "date", "id_column": "id"}
+
+    created = upload_csv(client, part_a, **fields)
+    assert created.status_code == 202, created.text
+    job, seen = poll_job(client, created.headers["location"])
+    assert job["status"] == "succeeded", job
+    stages = [s for s, _ in seen]
+    assert len(set(stages)) >= 3 and [p for _, p in seen] == sorted(p for _, p in seen), seen
+    assert job["progress"] == 1.0 and job["counts"]["documents"] == len(part_a.read_text().splitlines()) - 1
+    project = job["project_id"]
+
+    themes = client.get(f"/v1/jobs/{job['id']}/themes", params={"limit": 500}).json()
+    assert themes["metadata"]["n_themes"] == len(themes["themes"]) >= 5
+    first_ids = {t["id"] for t in themes["themes"]}
+    for theme in themes["themes"]:
+        assert theme["label"] and len(theme["keywords"]) >= 5 and theme["examples"]
+        assert theme["first_seen_job"] == job["id"] and theme["is_new"]
+    by_sentiment = client.get(f"/v1/projects/{project}/themes", params={"sort": "sentiment", "order": "asc"}).json()
+    means = [t["sentiment"]["mean"] for t in by_sentiment["themes"]]
+    assert means == sorted(means)
+    first_members = {t: members(client, project, t) for t in first_ids}
+
+    for name, column in (("themes", "theme_id"), ("document_themes", "activation"), ("documents", "sentiment_label")):
+        report = client.get(f"/v1/projects/{project}/reports/{name}.csv")
+        assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(report.text)))
+        assert rows and column in rows[0]
+    assert len(list(csv.DictReader(io.StringIO(client.get(f"/v1/projects/{project}/reports/themes.csv").text)))) == len(
+        first_ids
+    )
+
+    update = upload_csv(client, part_b, project=project, **fields)
+    assert update.status_code == 202 and update.json()["project_id"] == project
+    second, _ = poll_job(client, update.headers["location"])
+    assert second["status"] == "succeeded", second
+    current = client.get(f"/v1/projects/{project}/themes", params={"limit": 500}).json()
+    assert current["metadata"]["job_id"] == second["id"]
+    assert current["metadata"]["n_documents"] == len(sample_csv.read_text().splitlines()) - 1
+    kept = [t for t in current["themes"] if t["id"] in first_ids]
+    new = [t for t in current["themes"] if t["is_new"]]
+    assert all(t["first_seen_job"] == job["id"] and not t["is_new"] for t in kept)
+    assert all(t["first_seen_job"] == second["id"] for t in new)
+    assert len(kept) >= 0.6 * len(first_ids), (len(kept), len(first_ids))
+    same_meaning = sum(
+        len(first_members[t["id"]] & members(client, project, t["id"])) >= 0.5 * len(first_members[t["id"]])
+        for t in kept
+    )
+    assert same_meaning >= 0.8 * len(kept), (same_meaning, len(kept))
+    part_b_ids = {row["id"] for row in csv.DictReader(part_b.open())}
+    assert any(len(members(client, project, t["id"]) & part_b_ids) >= 0.5 * t["size"] for t in new), new
+
+
+def test_embedded_serve(tmp_path, sample_csv):
+    env = service_env(tmp_path / "data")
+    key = create_key(env, "acme")
+    port = free_port()
+    procs = Processes(tmp_path / "logs")
+    procs.start("serve", ["serve", "--port", str(port)], env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        run_flow(f"http://127.0.0.1:{port}", key, sample_csv, tmp_path)
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture
+def production_settings(tmp_path):
+    """A fresh PostgreSQL database and an empty Redis database for one test."""
+    if not (reachable(6379) and reachable(5432)):
+        pytest.skip("needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (not reachable)")
+    import psycopg
+    import redis
+
+    name = f"ft_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    yield {"database_url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", "broker_url": REDIS_URL}
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_production_api_and_workers(tmp_path, sample_csv, production_settings):
+    env = service_env(tmp_path / "data", gpu_queue="true", **production_settings)
+    key = create_key(env, "acme")
+    port = free_port()
+    procs = Processes(tmp_path / "logs")
+    procs.start("worker-cpu", ["worker", "--queues", "cpu"], env)
+    procs.start("worker-gpu", ["worker", "--queues", "gpu"], env)  # takes embedding and training (gpu_queue=true)
+    procs.start("api", ["api", "--port", str(port)], env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        run_flow(f"http://127.0.0.1:{port}", key, sample_csv, tmp_path)
+        gpu_log = (tmp_path / "logs" / "worker-gpu.log").read_text()
+        cpu_log = (tmp_path / "logs" / "worker-cpu.log").read_text()
+        assert "feedback_themes.analyze" in gpu_log and "feedback_themes.embed_chunk" in gpu_log
+        assert "feedback_themes.run_job" in cpu_log and "feedback_themes.analyze" not in cpu_log
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        procs.stop_all()

@@ -1,0 +1,278 @@
+"""A job's stages against the database: each reads ids, does its work, stores what it made, and is idempotent.
+
+Stages and their share of the job's progress bar:
+``ingest`` (0–0.10) → ``embed`` (0.10–0.60, chunks in parallel) → ``sentiment`` (0.60–0.65) →
+``train`` (0.65–0.90) → ``themes`` (0.90–1.0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import delete, func, insert, select, update
+
+from service.db.embedding_store import DatabaseEmbeddingCache
+from service.db.models import Document, DocumentTheme, Job, Project, ThemeRow, utcnow
+from service.db.session import session_scope
+from service.problems import problem
+from service.settings import get_settings
+from worker.stages.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv
+
+STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
+              "themes": (0.90, 1.0)}  # fmt: skip
+_BATCH = 1000
+
+
+class JobGone(Exception):
+    """The job row no longer exists or has already finished: nothing to do."""
+
+
+def set_stage(job_id: str, stage: str, fraction: float = 0.0) -> None:
+    """Record the job's stage and its overall progress (never moving the bar backwards)."""
+    lo, hi = STAGE_SPAN[stage]
+    progress = round(lo + (hi - lo) * min(1.0, max(0.0, fraction)), 4)
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(stage=stage, progress=func.max(Job.progress, progress)
+                                                     if session.get_bind().dialect.name == "sqlite"
+                                                     else func.greatest(Job.progress, progress))
+        )  # fmt: skip
+
+
+def stage_reporter(job_id: str, stage: str, every: float = 0.02) -> Callable[[float], None]:
+    """A progress callback that writes to the job row at most every ``every`` of the stage."""
+    last = [-1.0]
+
+    def report(fraction: float) -> None:
+        if fraction >= 1.0 or fraction - last[0] >= every:
+            last[0] = fraction
+            set_stage(job_id, stage, fraction)
+
+    return report
+
+
+def fail_job(job_id: str, body: dict[str, Any]) -> None:
+    """End the job ``failed`` with a problem object (unless it already succeeded)."""
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.status != "succeeded")
+            .values(status="failed", error=body, finished_at=utcnow())
+        )  # fmt: skip
+
+
+def _load_job(session, job_id: str) -> Job:  # type: ignore[no-untyped-def]
+    job = session.get(Job, job_id)
+    if job is None or job.status in ("succeeded", "failed"):
+        raise JobGone(job_id)
+    return job
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def read_source(job: Job) -> IngestResult:
+    """Parse the job's stored upload (CSV file or JSON items)."""
+    if job.source_kind == "json":
+        items = json.loads(Path(job.source).read_text(encoding="utf-8"))
+        return from_records(items)
+    return read_csv(job.source, ColumnMap(**job.columns))
+
+
+def ingest(job_id: str) -> int:
+    """Parse the upload and store its documents; return the number of embedding chunks to run."""
+    with session_scope() as session:
+        job = _load_job(session, job_id)
+        job.status, job.stage, job.started_at = "running", "ingest", job.started_at or utcnow()
+        project_id = job.project_id
+        session.add(job)
+    with session_scope() as session:
+        ingested = read_source(session.get(Job, job_id))
+    docs = ingested.documents
+    generated = ingested.generated_ids  # row numbers get the job's prefix, so later uploads never collide
+    docs = docs.assign(doc_id=[f"{job_id[:8]}-{d}" if g else d for d, g in zip(docs["doc_id"], generated)])
+    store_documents(project_id, job_id, docs)
+    texts = distinct_texts(job_id)
+    size = get_settings().embedding_chunk_size
+    n_chunks = math.ceil(len(texts) / size)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        job.counts = {**ingested.counts, "unique_texts": len(texts)}
+        job.n_chunks = n_chunks
+    set_stage(job_id, "ingest", 1.0)
+    return n_chunks
+
+
+def store_documents(project_id: str, job_id: str, docs: pd.DataFrame) -> None:
+    """Insert the job's documents; a document whose id the project already has is replaced. Idempotent."""
+    records = [
+        {
+            "project_id": project_id, "job_id": job_id, "doc_id": str(r.doc_id), "text": r.text,
+            "rating": None if pd.isna(r.rating) else float(r.rating),
+            "date": None if pd.isna(r.date) else pd.Timestamp(r.date).to_pydatetime(),
+        }
+        for r in docs.itertuples(index=False)
+    ]  # fmt: skip
+    with session_scope() as session:
+        for start in range(0, len(records), _BATCH):
+            batch = records[start : start + _BATCH]
+            session.execute(
+                delete(Document).where(Document.project_id == project_id,
+                                       Document.doc_id.in_([r["doc_id"] for r in batch]))
+            )  # fmt: skip
+            session.execute(insert(Document), batch)
+
+
+def distinct_texts(job_id: str) -> list[str]:
+    """The job's distinct texts in a stable order (by hash), which fixes each embedding chunk's content."""
+    with session_scope() as session:
+        texts = session.scalars(select(Document.text).where(Document.job_id == job_id).distinct()).all()
+    return sorted(texts, key=lambda t: hashlib.sha256(t.encode()).digest())
+
+
+# ---------------------------------------------------------------- embed
+
+
+def embed_chunk(job_id: str, index: int) -> int:
+    """Embed chunk ``index`` of the job's distinct texts into the shared cache; return how many were encoded."""
+    from worker.pipeline import resolve_device
+    from worker.stages.embed import embed_texts
+
+    settings = get_settings()
+    with session_scope() as session:
+        job = _load_job(session, job_id)
+        n_chunks = max(1, job.n_chunks)
+    size = settings.embedding_chunk_size
+    texts = distinct_texts(job_id)[index * size : (index + 1) * size]
+    _, encoded = embed_texts(
+        texts, settings.embedding_model, device=resolve_device(settings.device),
+        batch_size=settings.embedding_batch_size, cache=DatabaseEmbeddingCache(),
+    )  # fmt: skip
+    lo, hi = STAGE_SPAN["embed"]
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id)
+            .values(stage="embed", progress=func.min(Job.progress + (hi - lo) / n_chunks, hi)
+                    if session.get_bind().dialect.name == "sqlite" else func.least(Job.progress + (hi - lo) / n_chunks, hi))
+        )  # fmt: skip
+    return encoded
+
+
+# ---------------------------------------------------------------- sentiment, train, themes
+
+
+def project_documents(project_id: str) -> pd.DataFrame:
+    """Every document of the project, in insertion order."""
+    columns = [Document.id, Document.doc_id, Document.text, Document.rating, Document.date,
+               Document.sentiment_score, Document.sentiment_label]  # fmt: skip
+    with session_scope() as session:
+        rows = session.execute(select(*columns).where(Document.project_id == project_id).order_by(Document.id)).all()
+    frame = pd.DataFrame(rows, columns=["id", "doc_id", "text", "rating", "date", "sentiment_score", "sentiment_label"])
+    frame["rating"] = frame["rating"].astype(float)
+    return frame
+
+
+def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
+    """Score documents that have no sentiment yet, store the scores, and return the completed frame."""
+    from worker.stages.sentiment import label_scores, score_texts
+
+    todo = docs["sentiment_score"].isna()
+    if todo.any():
+        scores = score_texts(docs.loc[todo, "text"].tolist())
+        labels = label_scores(scores)
+        docs.loc[todo, "sentiment_score"] = scores.astype(float)
+        docs.loc[todo, "sentiment_label"] = labels
+        rows = [{"id": int(i), "sentiment_score": float(s), "sentiment_label": str(label)}
+                for i, s, label in zip(docs.loc[todo, "id"], scores, labels)]  # fmt: skip
+        with session_scope() as session:
+            for start in range(0, len(rows), _BATCH):
+                session.execute(update(Document), rows[start : start + _BATCH])
+    docs["sentiment_score"] = docs["sentiment_score"].astype(float)
+    return docs
+
+
+def analyze(job_id: str) -> dict[str, Any]:
+    """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
+    from worker.pipeline import AnalysisOptions, embed_documents, find_themes, metadata
+    from worker.stages import train
+    from worker.stages.report import themes_document
+
+    settings = get_settings()
+    with session_scope() as session:
+        job = _load_job(session, job_id)
+        project = session.get(Project, job.project_id)
+        project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
+        counts = dict(job.counts or {})
+    set_stage(job_id, "sentiment", 0.0)
+    docs = score_missing_sentiment(project_documents(project_id))
+    set_stage(job_id, "sentiment", 1.0)
+    options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
+                              batch_size=settings.embedding_batch_size)  # fmt: skip
+    # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
+    embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
+    sae = train.train_sae(
+        embedded.vectors, seed=options.seed, device=options.device,
+        progress=stage_reporter(job_id, "train"), previous=previous_sae,
+    )  # fmt: skip
+    sae_dir = settings.projects_dir / project_id / "sae" / job_id
+    sae.save(sae_dir)
+    set_stage(job_id, "themes", 0.0)
+    themes = find_themes(sae, embedded, docs, options.themes)
+    counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
+    document = themes_document(themes, docs, metadata(sae, options, counts))
+    store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)
+    return document["metadata"]
+
+
+def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],
+                  themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any]) -> None:  # fmt: skip
+    """Store themes and memberships of the job, mark new themes, and make this job the project's current one."""
+    with session_scope() as session:
+        first_seen = dict(
+            session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
+        ) if previous_job else {}  # fmt: skip
+        session.execute(delete(DocumentTheme).where(DocumentTheme.job_id == job_id))
+        session.execute(delete(ThemeRow).where(ThemeRow.job_id == job_id))
+        rows = []
+        for record in document["themes"]:
+            seen = first_seen.get(record["id"], job_id)
+            record["first_seen_job"] = seen
+            record["is_new"] = seen == job_id
+            rows.append({"job_id": job_id, "theme_id": record["id"], "project_id": project_id, "label": record["label"],
+                         "size": record["size"], "sentiment_mean": record["sentiment"]["mean"],
+                         "first_seen_job": seen, "record": record})  # fmt: skip
+        if rows:
+            session.execute(insert(ThemeRow), rows)
+        ids = docs["id"].to_numpy()
+        links = [{"job_id": job_id, "theme_id": t.id, "document_id": int(ids[m]), "activation": round(float(a), 4)}
+                 for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip
+        for start in range(0, len(links), 5000):
+            session.execute(insert(DocumentTheme), links[start : start + 5000])
+        meta = {**document["metadata"], "counts": counts}
+        session.execute(
+            update(Job).where(Job.id == job_id)
+            .values(status="succeeded", stage="themes", progress=1.0, result=meta, counts=counts, finished_at=utcnow())
+        )  # fmt: skip
+        session.execute(update(Project).where(Project.id == project_id).values(current_job_id=job_id, sae_path=sae_dir))
+
+
+def ingest_problem(exc: IngestError) -> dict[str, Any]:
+    """The problem object of a job whose upload could not be read."""
+    return problem(422, "The upload could not be read", str(exc), exc.code)
+
+
+def unexpected_problem(stage: str | None, exc: BaseException) -> dict[str, Any]:
+    """The problem object of a job that failed for another reason (no traceback, just the kind and message)."""
+    detail = f"{type(exc).__name__} during {stage or 'the job'}: {str(exc)[:300]}"
+    return problem(500, "The job failed", detail, "job-failed")
+
+
+def job_stage(job_id: str) -> str | None:
+    with session_scope() as session:
+        return session.scalar(select(Job.stage).where(Job.id == job_id))
+

@@ -1,0 +1,76 @@
+"""Celery tasks: thin wrappers that take a job id and run a stage from :mod:`worker.jobs`.
+
+``run_job`` ingests, then replaces itself with a chord: the embedding chunks as a group (spread over every
+worker on the embedding queue) followed by ``analyze``. Transient errors (database or broker unreachable)
+are retried with backoff; any other error ends the job ``failed`` with a problem object.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, chord, group, shared_task
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from worker import jobs
+from worker.celery_app import ANALYZE, EMBED_CHUNK, RUN_JOB
+from worker.stages.ingest import IngestError
+
+log = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, BrokerError, RedisConnectionError, ConnectionError, TimeoutError)
+
+
+class JobTask(Task):
+    """Retries transient errors with backoff; marks the job failed when a task fails for good."""
+
+    autoretry_for = TRANSIENT
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 6
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # type: ignore[no-untyped-def]
+        job_id = args[0] if args else kwargs.get("job_id")
+        log.error("task %s failed for job %s: %s", self.name, job_id, type(exc).__name__)
+        if job_id:
+            jobs.fail_job(job_id, jobs.unexpected_problem(jobs.job_stage(job_id), exc))
+
+
+@shared_task(name=RUN_JOB, bind=True, base=JobTask)
+def run_job(self: Task, job_id: str) -> None:
+    """Ingest the job's upload, then embed (chunks in parallel) and analyse."""
+    try:
+        n_chunks = jobs.ingest(job_id)
+    except jobs.JobGone:
+        log.info("job %s is gone or finished; nothing to do", job_id)
+        return
+    except IngestError as exc:
+        jobs.fail_job(job_id, jobs.ingest_problem(exc))
+        return
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError):
+            raise
+        jobs.fail_job(job_id, jobs.unexpected_problem("ingest", exc))
+        return
+    chunks = group(embed_chunk.si(job_id, i) for i in range(n_chunks))
+    raise self.replace(chord(chunks, analyze.si(job_id)))
+
+
+@shared_task(name=EMBED_CHUNK, bind=True, base=JobTask)
+def embed_chunk(self: Task, job_id: str, index: int) -> int:
+    """Embed one chunk of the job's distinct texts into the shared cache."""
+    try:
+        return jobs.embed_chunk(job_id, index)
+    except jobs.JobGone:
+        return 0
+
+
+@shared_task(name=ANALYZE, bind=True, base=JobTask)
+def analyze(self: Task, job_id: str) -> None:
+    """Sentiment, SAE training or update, themes; stores the results and ends the job."""
+    try:
+        jobs.analyze(job_id)
+    except jobs.JobGone:
+        log.info("job %s is gone or finished; nothing to do", job_id)
