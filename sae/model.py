@@ -53,7 +53,7 @@ class TopKSAE(nn.Module):
     # ------------------------------------------------------------------ init
     @torch.no_grad()
     def set_directions(self, directions: torch.Tensor) -> None:
-        """Set decoder columns to ``directions`` (d_in × n_latents, normalised), tie the
+        """Set decoder columns to ``directions`` (d_in x n_latents, normalised), tie the
         encoder to the decoder transpose and zero the latent bias."""
         W = directions.to(self.W_dec.device, torch.float32)
         W = W / W.norm(dim=0, keepdim=True).clamp_min(_EPS)
@@ -86,6 +86,19 @@ class TopKSAE(nn.Module):
             directions[:, : centroids.shape[1]] = centroids
         self.set_directions(directions)
 
+    @torch.no_grad()
+    def add_latents(self, directions: torch.Tensor) -> None:
+        """Append latents with these decoder directions (d_in x n_new) after the existing ones.
+
+        Existing latents keep their index and weights; the new ones get a tied encoder and zero bias.
+        """
+        W = directions.to(self.W_dec.device, torch.float32)
+        W = W / W.norm(dim=0, keepdim=True).clamp_min(_EPS)
+        self.W_dec = nn.Parameter(torch.cat([self.W_dec.data, W], dim=1))
+        self.W_enc = nn.Parameter(torch.cat([self.W_enc.data, W.T], dim=0))
+        self.b_lat = nn.Parameter(torch.cat([self.b_lat.data, torch.zeros(W.shape[1], device=W.device)]))
+        self.n_latents += int(W.shape[1])
+
     # --------------------------------------------------------------- forward
     def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``W_enc (x - b_pre) + b_lat``."""
@@ -93,7 +106,7 @@ class TopKSAE(nn.Module):
 
     def topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k pre-activations per row, ReLU-ed: ``(values, indices)`` of shape (B, k)."""
-        values, indices = pre.topk(self.k, dim=-1, sorted=False)
+        values, indices = pre.topk(self.k, dim=-1)
         return F.relu(values), indices
 
     def encode_topk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +187,9 @@ def kmeans_directions(centred: np.ndarray, n_latents: int, random_state: int | N
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     centred = np.asarray(centred, dtype=np.float32)
-    n_clusters = min(n_latents, len(np.unique(centred, axis=0)) if len(centred) <= 4 * n_latents else n_latents)
+    # KMeans needs at least as many distinct points as clusters (only checked when cheap).
+    n_distinct = len(np.unique(centred, axis=0)) if len(centred) <= 4 * n_latents else len(centred)
+    n_clusters = min(n_latents, n_distinct)
     if n_clusters < 1:
         return torch.empty(centred.shape[1], 0)
     with warnings.catch_warnings():
@@ -183,7 +198,11 @@ def kmeans_directions(centred: np.ndarray, n_latents: int, random_state: int | N
             km = KMeans(n_clusters, n_init=1, max_iter=100, random_state=random_state)
         else:
             km = MiniBatchKMeans(
-                n_clusters, batch_size=2048, n_init=1, max_iter=50, random_state=random_state,
+                n_clusters,
+                batch_size=2048,
+                n_init=1,
+                max_iter=50,
+                random_state=random_state,
                 init_size=min(len(centred), max(3 * n_clusters, 3 * 2048)),
             )
         km.fit(centred)

@@ -38,6 +38,15 @@ def default_size(n_docs: int) -> tuple[int, int]:
     raise AssertionError("unreachable")
 
 
+def default_growth(n_docs: int, n_latents: int) -> int:
+    """New latents appended by ``partial_fit``: enough to reach the dictionary size the
+    grown corpus calls for, and at least one eighth of the current size (room for new
+    concepts), without passing twice the size the corpus calls for."""
+    target = default_size(n_docs)[0]
+    wanted = max(target - n_latents, math.ceil(n_latents / 8))
+    return max(0, min(wanted, 2 * target - n_latents))
+
+
 def default_epochs(n_train: int, max_samples: int | None = None) -> int:
     """Epochs for a sample budget.
 
@@ -70,7 +79,7 @@ def default_dead_steps(n_train: int, batch_size: int) -> int:
 
 
 def _pow2_floor(x: float) -> int:
-    return 1 << max(0, int(math.floor(math.log2(max(x, 1.0)))))
+    return 1 << max(0, math.floor(math.log2(max(x, 1.0))))
 
 
 def _clamp(x: int, lo: int, hi: int) -> int:

@@ -1,5 +1,7 @@
 """scikit-learn style estimator that trains a :class:`~sae.model.TopKSAE`.
 
+Usage::
+
     sae = SparseAutoencoder(random_state=0).fit(embeddings)   # sizes from the corpus
     codes = sae.transform(embeddings)                          # (n, n_latents) float32
     values, indices = sae.encode_topk(embeddings)              # (n, k) each
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +24,8 @@ import torch
 from . import io as sae_io
 from . import metrics as sae_metrics
 from .device import autocast, fast_matmul, resolve_device
-from .model import INIT_MODES, MAX_INIT_ROWS, TopKSAE, normalized_mse
-from .sizing import default_batch_size, default_dead_steps, default_epochs, default_size
+from .model import INIT_MODES, MAX_INIT_ROWS, TopKSAE, kmeans_directions, normalized_mse, random_directions
+from .sizing import default_batch_size, default_dead_steps, default_epochs, default_growth, default_size
 
 #: partial_fit trains with ``lr * PARTIAL_LR_SCALE`` for ``epochs * PARTIAL_EPOCH_SCALE``.
 PARTIAL_LR_SCALE = 0.5
@@ -64,6 +67,20 @@ class SparseAutoencoder:
     random_state : seeds init, split and shuffling; same seed + data → same weights on CPU.
     verbose : print per-epoch progress (tqdm bar when installed).
     progress : called with the training fraction in [0, 1]; raising from it aborts training.
+
+    Attributes (after ``fit``)
+    --------------------------
+    model_ : the trained :class:`~sae.model.TopKSAE`.
+    n_features_in_, n_latents_, k_ : sizes actually used.
+    history_ : one dict per epoch (``phase``, ``epoch``, ``train_loss``, ``aux_loss``,
+        ``val_loss``, ``dead_fraction``, ``n_steps``, ``lr``, ``seconds``).
+    metrics_ : :meth:`score` on all rows given to the last ``fit``/``partial_fit``, plus
+        ``n_samples`` and a ``firing_frequency`` summary.
+    firing_frequency_ : share of those rows on which each latent fires, shape (n_latents,).
+    steps_since_fired_ : per-latent dead-step counters (saved, so training can resume).
+    n_steps_ : optimiser steps taken in total; ``best_epoch_`` : restored epoch or ``None``.
+    batch_size_, dead_steps_, aux_k_, epochs_ : resolved values of the last training run.
+    device_ : the ``torch.device`` used.
     """
 
     def __init__(
@@ -133,18 +150,25 @@ class SparseAutoencoder:
         """Initialise from ``X`` (n, d) and train; ``X`` may be a ``np.memmap``."""
         return self._fit_new(_check_array(X), self.epochs)
 
-    def partial_fit(self, X: np.ndarray, y: Any = None, *, epochs: int | None = None, lr: float | None = None) -> SparseAutoencoder:
+    def partial_fit(
+        self, X: np.ndarray, epochs: int | None = None, *, lr: float | None = None, grow: int | None = None
+    ) -> SparseAutoencoder:
         """Continue training the existing weights on ``X`` (or ``fit`` if not fitted).
 
         Latent indices keep their meaning: nothing is re-initialised or reordered.
-        Defaults to half the learning rate and half the epochs of a fresh fit; dead
-        latents can be revived by AuxK and pick up new concepts.
+        Defaults to half the learning rate and half the epochs of a fresh fit. Room for
+        new concepts: ``grow`` new latents (default :func:`sae.sizing.default_growth`) are
+        appended after the existing ones, initialised at the k-means centroids of the
+        residuals of the rows the current model reconstructs worst; dead latents can also
+        be revived by AuxK.
         """
         X = _check_array(X)
         if not hasattr(self, "model_"):
             return self._fit_new(X, epochs if epochs is not None else self.epochs)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features_in_}")
+        if len(X) < 2:
+            raise ValueError("need at least 2 samples to train")
         device = self.device_
         seed = None if self.random_state is None else int(self.random_state) * 1_000_003 + self.n_steps_ + 1
         generator = _generator(seed)
@@ -154,10 +178,29 @@ class SparseAutoencoder:
             epochs = max(1, math.ceil(epochs * PARTIAL_EPOCH_SCALE))
         rows = _Rows(X, device)
         self._report(0.0)
+        n_new = default_growth(len(X), self.n_latents_) if grow is None else int(grow)
+        if n_new > 0:
+            self._grow(rows, train_idx, n_new, seed)
         with fast_matmul(device):
             self._train(rows, train_idx, val_idx, epochs, lr or self.lr * PARTIAL_LR_SCALE, generator, "partial_fit")
             self._finish(rows)
         return self
+
+    def _grow(self, rows: _Rows, train_idx: torch.Tensor, n_new: int, seed: int | None) -> None:
+        """Append ``n_new`` latents aimed at what the model reconstructs worst (its residuals)."""
+        sample = train_idx[:MAX_INIT_ROWS]
+        x = torch.from_numpy(np.ascontiguousarray(rows.numpy(sample))).to(self.device_)
+        with torch.inference_mode():
+            residual = (x - self.model_(x).x_hat).float()
+        worst = residual.pow(2).sum(1).argsort(descending=True)[: max(n_new, len(sample) // 4)]
+        directions = kmeans_directions(residual[worst].cpu().numpy(), n_new, seed)
+        if directions.shape[1] < n_new:  # fewer distinct rows than new latents: fill with random directions
+            extra = random_directions(self.n_features_in_, n_new - directions.shape[1], _generator(seed))
+            directions = torch.cat([directions, extra], dim=1)
+        self.model_.add_latents(directions)
+        self.n_latents_ = self.model_.n_latents
+        fresh = torch.zeros(n_new, dtype=torch.long, device=self.steps_since_fired_.device)
+        self.steps_since_fired_ = torch.cat([self.steps_since_fired_, fresh])
 
     def _fit_new(self, X: np.ndarray, epochs: int | None) -> SparseAutoencoder:
         if self.init not in INIT_MODES:
@@ -219,6 +262,7 @@ class SparseAutoencoder:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         total_steps, done = epochs * n_batches, 0
         best_val, best_state, bad_epochs = math.inf, None, 0
+        self.best_epoch_: int | None = None
         bar = _progress_bar(epochs, self.verbose)
         try:
             for epoch in range(epochs):
@@ -250,6 +294,7 @@ class SparseAutoencoder:
                 if val_loss < best_val * (1 - MIN_REL_IMPROVEMENT):
                     best_val, bad_epochs = val_loss, 0
                     best_state = self._snapshot()
+                    self.best_epoch_ = epoch + 1
                 else:
                     bad_epochs += 1
                     if bad_epochs >= self.patience:
@@ -275,9 +320,10 @@ class SparseAutoencoder:
                 aux = loss.new_zeros(())
             total = loss + self.aux_coef * aux
         # Latents that fired in this batch reset their counter; others age by one step.
-        fired = torch.zeros_like(dead)
-        fired[out.indices[out.values > 0]] = True
-        self.steps_since_fired_ = torch.where(fired, 0, self.steps_since_fired_ + 1)
+        hits = torch.zeros(dead.shape, device=dead.device).index_add_(
+            0, out.indices.flatten(), (out.values > 0).flatten().float()
+        )
+        self.steps_since_fired_ = torch.where(hits > 0, 0, self.steps_since_fired_ + 1)
         self.n_steps_ += 1
         if not torch.isfinite(total):
             return torch.stack([loss.detach(), aux.detach()]).nan_to_num(0.0).float()
@@ -367,7 +413,8 @@ class SparseAutoencoder:
         }
 
     def _evaluate(self, batches: Iterator[torch.Tensor]) -> dict[str, Any]:
-        """Streaming FVU (float64 sums, centred on b_pre), L0 and firing frequency."""
+        """Streaming FVU (batch sums accumulated in float64, centred on b_pre), L0 and
+        firing frequency."""
         model = self.model_
         model.eval()
         centre = model.b_pre.detach()
@@ -380,7 +427,7 @@ class SparseAutoencoder:
                 values, indices = model.encode_topk(x)
                 x_hat = model.decode_topk(values, indices)
                 xc = x - centre
-                sse += float((x_hat - x).double().pow(2).sum()) if x.device.type != "mps" else float((x_hat - x).pow(2).sum())
+                sse += float((x_hat - x).pow(2).sum())  # per-batch float32, summed in float64
                 sq += float(xc.pow(2).sum())
                 total += xc.sum(0).cpu().double()
                 fired = indices[values > 0].cpu()
@@ -396,10 +443,10 @@ class SparseAutoencoder:
         }
 
     # ------------------------------------------------------------ persistence
-    def save(self, directory: str) -> None:
+    def save(self, directory: str | os.PathLike) -> None:
         """Write ``model.safetensors`` + ``config.json`` into ``directory``."""
         self._check_fitted()
-        tensors = {name: t for name, t in self.model_.state_dict().items()}
+        tensors = dict(self.model_.state_dict())
         tensors["steps_since_fired"] = self.steps_since_fired_
         tensors["firing_frequency"] = torch.as_tensor(self.firing_frequency_, dtype=torch.float64)
         params = {k: v for k, v in self.get_params().items() if k not in ("progress", "device")}
@@ -425,7 +472,7 @@ class SparseAutoencoder:
         sae_io.save_state(directory, tensors, config)
 
     @classmethod
-    def load(cls, directory: str, device: str | torch.device = "auto") -> SparseAutoencoder:
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "auto") -> SparseAutoencoder:
         """Restore an estimator saved with :meth:`save` onto ``device``."""
         tensors, config = sae_io.load_state(directory)
         names = set(cls._param_names())
@@ -474,7 +521,7 @@ class _Rows:
     def __init__(self, X: np.ndarray, device: torch.device, resident: bool | None = None):
         self.X, self.device = X, device
         if resident is None:
-            resident = _zero_copy(X) and device.type == "cpu" or X.shape[0] * X.shape[1] * 4 <= RESIDENT_BYTES
+            resident = (_zero_copy(X) and device.type == "cpu") or X.shape[0] * X.shape[1] * 4 <= RESIDENT_BYTES
         self.tensor = _to_tensor(X).to(device) if resident else None
 
     def take(self, idx: torch.Tensor) -> torch.Tensor:
@@ -527,7 +574,7 @@ def _to_tensor(X: np.ndarray) -> torch.Tensor:
     """float32 CPU tensor; shares memory with ``X`` when it is a writeable float32 array."""
     if _zero_copy(X):
         return torch.from_numpy(np.asarray(X))
-    return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    return torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
 
 
 def _generator(seed: int | None) -> torch.Generator:
@@ -562,4 +609,5 @@ def _log(bar: Any, record: dict[str, Any], verbose: bool, epochs: int) -> None:
         bar.set_postfix(summary, refresh=False)
         bar.update(1)
     elif record["epoch"] == 1 or record["epoch"] % max(1, epochs // 10) == 0:
-        print(f"[sae] epoch {record['epoch']}/{epochs} " + " ".join(f"{k}={v}" for k, v in summary.items()), file=sys.stderr)
+        fields = " ".join(f"{k}={v}" for k, v in summary.items())
+        print(f"[sae] epoch {record['epoch']}/{epochs} {fields}", file=sys.stderr)

@@ -39,13 +39,15 @@ def create_celery(settings: Settings | None = None) -> Celery:
     if settings.embedded_broker:
         queue_dir = settings.broker_folder / "queue"
         processed = settings.broker_folder / "processed"
-        for folder in (queue_dir, processed):
+        control = settings.broker_folder / "control"
+        for folder in (queue_dir, processed, control):
             folder.mkdir(parents=True, exist_ok=True)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         transport = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed),
+            "control_folder": str(control),
             "store_processed": False,
             "polling_interval": 0.25,
         }

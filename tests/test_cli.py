@@ -1,0 +1,76 @@
+"""The command line end to end: a real model, a real SAE, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+CLI = [sys.executable, "-m", "service.cli"]
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        result = run("analyze", str(sample_csv), "--text-column", "text", "--rating-column", "rating",
+                     "--date-column", "date", "--id-column", "id", "--out", str(tmp_path / name), "--seed", "3")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(json.loads((tmp_path / name / "themes.json").read_text()))
+    first, second = outputs
+    assert first["metadata"].pop("created_at") and second["metadata"].pop("created_at")
+    assert first == second
+    meta = first["metadata"]
+    assert meta["n_documents"] == len(pd.read_csv(sample_csv)) and meta["seed"] == 3
+    assert meta["sae"]["fvu"] < 0.6 and meta["sae"]["dead_fraction"] <= 0.05
+    assert meta["n_themes"] == len(first["themes"]) >= 6
+    sizes = [t["size"] for t in first["themes"]]
+    assert sizes == sorted(sizes, reverse=True)
+    for theme in first["themes"]:
+        assert theme["label"] and theme["rating"]["count"] == theme["size"]
+        assert len(theme["keywords"]) >= 5 and 1 <= len(theme["examples"]) <= 5
+        assert abs(sum(theme["sentiment"][k] for k in ("negative", "neutral", "positive")) - 1) < 1e-3
+    long = pd.read_csv(tmp_path / "a" / "document_themes.csv", dtype={"doc_id": str})
+    assert list(long.columns) == ["doc_id", "theme_id", "activation"]
+    assert set(long["theme_id"]) == {t["id"] for t in first["themes"]}
+    docs = pd.read_csv(tmp_path / "a" / "documents.csv")
+    assert len(docs) == meta["n_documents"] and docs["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
+    # themes group comments about one subject: the best theme for each fixture subject is mostly about it
+    truth = pd.read_csv(sample_csv, dtype={"id": str}).set_index("id")["theme"]
+    purity = [long[long.theme_id == t["id"]]["doc_id"].map(truth).value_counts(normalize=True).iloc[0]
+              for t in first["themes"]]  # fmt: skip
+    assert sum(purity) / len(purity) > 0.6
+    assert "themes in" in result.stdout and "Wrote" in result.stdout
+
+
+@pytest.mark.slow
+def test_analyze_cp1252_semicolon_bom(tmp_path, sample_frame):
+    frame = sample_frame.head(60).assign(text=lambda f: f["text"] + " – café €")
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("cp1252"))
+    result = run("analyze", str(path), "--text-column", "text", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    docs = pd.read_csv(tmp_path / "out" / "documents.csv")
+    assert docs["text"].str.endswith("– café €").all()
+
+
+def test_missing_column_is_one_line(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("Review Text,Rating\nnice,5\n")
+    result = run("analyze", str(path), "--text-column", "comment")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'comment' not found" in lines[0] and "'Review Text', 'Rating'" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file(tmp_path):
+    result = run("analyze", str(tmp_path / "nope.csv"))
+    assert result.returncode == 2 and "no such file" in result.stderr
