@@ -161,8 +161,9 @@ def test_production_api_and_workers(tmp_path, sample_csv, production_settings):
         run_flow(f"http://127.0.0.1:{port}", key, sample_csv, tmp_path)
         gpu_log = (tmp_path / "logs" / "worker-gpu.log").read_text()
         cpu_log = (tmp_path / "logs" / "worker-cpu.log").read_text()
-        assert "feedback_themes.analyze" in gpu_log and "feedback_themes.embed_chunk" in gpu_log
-        assert "feedback_themes.run_job" in cpu_log and "feedback_themes.analyze" not in cpu_log
+        ran = "Task feedback_themes.{}["
+        assert ran.format("analyze") in gpu_log and ran.format("embed_chunk") in gpu_log
+        assert ran.format("run_job") in cpu_log and ran.format("analyze") not in cpu_log
     except BaseException:
         print(procs.logs())
         raise

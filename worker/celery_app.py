@@ -7,7 +7,7 @@ production uses Redis (or any broker URL) with the same tasks, queues and option
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from service.settings import Settings, get_settings
 
@@ -56,8 +56,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_default_queue=CPU_QUEUE,
-        task_queues=[Queue(CPU_QUEUE), Queue(GPU_QUEUE)],
-        task_routes={EMBED_CHUNK: {"queue": heavy}, ANALYZE: {"queue": heavy}},
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in (CPU_QUEUE, GPU_QUEUE)],
+        task_default_exchange=CPU_QUEUE,
+        task_default_routing_key=CPU_QUEUE,
+        task_routes={EMBED_CHUNK: {"queue": heavy, "routing_key": heavy}, ANALYZE: {"queue": heavy, "routing_key": heavy}},
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

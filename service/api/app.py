@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.api import routes_jobs, routes_projects
+from service.api import routes_jobs, routes_ops, routes_projects
 from service.api.errors import install_error_handlers
 from service.api.uploads import BodySizeLimit
 from service.settings import get_settings
@@ -23,12 +23,8 @@ def create_app() -> FastAPI:
     app.state.settings = settings
     app.state.celery = create_celery(settings)
     install_error_handlers(app)
+    app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_projects.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-
-    @app.get("/healthz", tags=["ops"], summary="The process is alive")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
     return app
