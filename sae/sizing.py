@@ -1,41 +1,40 @@
 """Default sizes and training lengths derived from the corpus size.
 
-Dictionary size (published rule of thumb for text-embedding SAEs, e.g. HypotheSAEs):
-M=64/K=4 for ~1k texts, M=256/K=8 for ~10k, M=1024/K=8 for ~100k. We switch at
-the geometric midpoints between those anchors (~3k and ~30k texts). Below ~300
-texts we use M=32/K=4 so that most latents still see enough examples to stay alive.
+Dictionary size: about one latent per 24 texts, rounded to a power of two and clamped to [16, 1024], with
+K=3 active latents per text (M=128 for ~3k texts, 256 for ~8k, 1024 from ~25k). Measured on labelled
+feedback (docs/bench-quality.md, Banking77): M=128/K=2 recovers the 77 intents with F1 0.65 against 0.57
+for the earlier M=256/K=8 rule of thumb (HypotheSAEs-style), and small K keeps themes precise. K=3 rather than
+the slightly better K=2 (F1 0.637 vs 0.644 on Banking77) keeps reconstruction useful on long multi-topic reviews:
+FVU 0.599 vs 0.648 on 1,000 clothing reviews, where the core pipeline promises FVU ≤ 0.6.
 
 Training length is a *sample budget*: about ``DEFAULT_SAMPLE_BUDGET`` examples are
 shown in total, so small corpora get many epochs and large ones few (3..200 epochs).
+The decoder starts at k-means centroids, so a short budget suffices (F1 stops moving after ~40 epochs on 3k texts).
 """
 
 from __future__ import annotations
 
 import math
 
-DEFAULT_SAMPLE_BUDGET = 2_000_000
+DEFAULT_SAMPLE_BUDGET = 150_000
 MIN_EPOCHS = 3
 MAX_EPOCHS = 200
 #: Dead-latent window cap: a latent is dead after this many samples without firing.
 DEAD_SAMPLES_CAP = 1_000_000
 
-# (upper bound on n_docs, n_latents, k), checked in order.
-_SIZE_TABLE: tuple[tuple[float, int, int], ...] = (
-    (300, 32, 4),
-    (3_000, 64, 4),
-    (30_000, 256, 8),
-    (math.inf, 1024, 8),
-)
+#: Texts per latent, bounds of the dictionary size, and K.
+DOCS_PER_LATENT = 24
+MIN_LATENTS, MAX_LATENTS = 16, 1024
+DEFAULT_K = 3
 
 
 def default_size(n_docs: int) -> tuple[int, int]:
     """Return ``(n_latents, k)`` for a corpus of ``n_docs`` texts (see module docstring)."""
     if n_docs < 0:
         raise ValueError("n_docs must be non-negative")
-    for upper, n_latents, k in _SIZE_TABLE:
-        if n_docs < upper:
-            return n_latents, k
-    raise AssertionError("unreachable")
+    exponent = round(math.log2(max(n_docs, 1) / DOCS_PER_LATENT)) if n_docs >= DOCS_PER_LATENT else 0
+    n_latents = _clamp(1 << max(exponent, 0), MIN_LATENTS, MAX_LATENTS)
+    return n_latents, DEFAULT_K
 
 
 def default_growth(n_docs: int, n_latents: int) -> int:

@@ -116,6 +116,14 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
+from service.reporting import reporting_app  # noqa: E402
+
+app.add_typer(reporting_app, name="reporting")
+
+from service.cli_bench import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
+
 
 @keys_app.command("create")
 def keys_create(tenant: Annotated[str, typer.Option(help="Tenant (company) the key belongs to; created if new.")]) -> None:
@@ -163,6 +171,7 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, solo or threads.")] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
+    metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Run a Celery worker on the given queues."""
     import os
@@ -174,6 +183,10 @@ def worker(
     if not names or any(q not in (CPU_QUEUE, GPU_QUEUE) for q in names):
         fail(f"--queues must name cpu and/or gpu, got {queues!r}")
     upgrade_database()
+    if metrics_port:
+        from service.metrics import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port)
     celery = create_celery()
     celery.worker_main(["worker", f"--queues={','.join(names)}", f"--concurrency={concurrency}", f"--pool={pool}",
                         f"--loglevel={loglevel}", f"--hostname={'-'.join(names)}-{os.getpid()}@%h"])  # fmt: skip
@@ -210,12 +223,13 @@ def serve(
     worker_cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", "cpu,gpu", "--concurrency", "1"]
     child = subprocess.Popen(worker_cmd, env=os.environ.copy())
     base = f"http://{host}:{port}"
-    console.print(f"\n[bold]feedback-themes[/] is starting on {base}  (API docs: {base}/docs)")
-    console.print(f"Data folder: {settings.data_dir.resolve()}  (SQLite, uploads, models, broker queue)")
+    say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731 - keys and URLs unbroken
+    say(f"\n[bold]feedback-themes[/] is starting on {base}  (API docs: {base}/docs)")
+    say(f"Data folder: {settings.data_dir.resolve()}  (SQLite, uploads, models, broker queue)")
     if first_key:
-        console.print(f"Your API key (tenant 'local', shown once): [bold]{first_key}[/]")
-    console.print("More keys: feedback-themes keys create --tenant NAME")
-    console.print(f"Upload: curl -H 'X-API-Key: KEY' -F file=@reviews.csv -F text_column=text {base}/v1/jobs\n")
+        say(f"Your API key (tenant 'local', shown once): [bold]{first_key}[/]")
+    say("More keys: feedback-themes keys create --tenant NAME")
+    say(f"Upload: curl -H 'X-API-Key: KEY' -F file=@reviews.csv -F text_column=text {base}/v1/jobs\n")
     try:
         uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, log_level="info")
     finally:

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+import numpy as np
+from sqlalchemy import Integer, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.errors import ProblemError
-from service.db.models import Document, DocumentTheme, Job, Project, ThemeRow
+from service.db.models import (
+    Document,
+    DocumentTheme,
+    Job,
+    Project,
+    ReportToken,
+    ThemeEdit,
+    ThemeRow,
+    ThemeTrendRow,
+    utcnow,
+)
 
 THEME_SORTS = {"size": ThemeRow.size, "sentiment": ThemeRow.sentiment_mean}
 
@@ -98,14 +113,17 @@ def list_projects(session: Session, tenant_id: str, offset: int, limit: int) -> 
     return list(rows), total
 
 
-def themes_page(session: Session, job: Job, sort: str, order: str, offset: int, limit: int) -> tuple[list[dict], int]:
-    """A page of the job's themes in the themes.json schema."""
+def themes_page(session: Session, job: Job, sort: str, order: str, offset: int, limit: int,
+                include_hidden: bool = False) -> tuple[list[dict], int]:  # fmt: skip
+    """A page of the job's themes in the themes.json schema, with the project's edits applied."""
+    view = job_view(session, job)
     column = THEME_SORTS[sort]
     ordering = (column.desc() if order == "desc" else column.asc(), ThemeRow.theme_id.asc())
-    base = select(ThemeRow).where(ThemeRow.job_id == job.id)
+    shown = view.roots if include_hidden else view.visible
+    base = select(ThemeRow).where(ThemeRow.job_id == job.id, ThemeRow.theme_id.in_(shown))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = session.scalars(base.order_by(*ordering).offset(offset).limit(limit)).all()
-    return [row.record for row in rows], total
+    return [view.record(row) for row in rows], total
 
 
 def theme_row(session: Session, job_id: str, theme_id: int) -> ThemeRow:
@@ -115,16 +133,31 @@ def theme_row(session: Session, job_id: str, theme_id: int) -> ThemeRow:
     return row
 
 
+def theme_detail(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
+    """One theme as shown (edits applied); a theme merged into another is 404 naming where it went."""
+    view = job_view(session, job)
+    row = theme_row(session, job.id, theme_id)
+    root = view.root_of.get(theme_id, theme_id)
+    if root != theme_id:
+        raise ProblemError(404, f"theme {theme_id} was merged into theme {root}", "theme-merged")
+    return view.record(row)
+
+
 def theme_members(session: Session, job_id: str, theme_id: int, offset: int, limit: int) -> tuple[list[dict], int]:
-    """Member comments of a theme, highest activation first."""
-    where = (DocumentTheme.job_id == job_id, DocumentTheme.theme_id == theme_id)
-    total = session.scalar(select(func.count()).select_from(DocumentTheme).where(*where)) or 0
+    """Member comments of a theme (of every theme merged into it), highest activation first."""
+    job = session.get(Job, job_id)
+    group = job_view(session, job).groups.get(theme_id, [theme_id])
+    where = (DocumentTheme.job_id == job_id, DocumentTheme.theme_id.in_(group))
+    total = session.scalar(select(func.count(func.distinct(DocumentTheme.document_id))).where(*where)) or 0
+    activation = func.max(DocumentTheme.activation).label("activation")
     rows = session.execute(
-        select(Document.doc_id, Document.text, DocumentTheme.activation, Document.sentiment_score,
+        select(Document.doc_id, Document.text, activation, Document.sentiment_score,
                Document.sentiment_label, Document.rating)
         .join(Document, Document.id == DocumentTheme.document_id)
         .where(*where)
-        .order_by(DocumentTheme.activation.desc(), Document.id)
+        .group_by(Document.id, Document.doc_id, Document.text, Document.sentiment_score, Document.sentiment_label,
+                  Document.rating)
+        .order_by(activation.desc(), Document.id)
         .offset(offset).limit(limit)
     ).all()  # fmt: skip
     return [dict(row._mapping) for row in rows], total
@@ -136,3 +169,299 @@ def job_metadata(job: Job, total_themes: int) -> dict[str, Any]:
     meta["job_id"] = job.id
     meta["project_id"] = job.project_id
     return meta
+
+
+# ---------------------------------------------------------------- theme edits: rename, hide, merge
+
+
+@dataclass
+class JobView:
+    """A job's themes as the project's edits show them: which theme each is shown as, which are hidden."""
+
+    edits: dict[int, ThemeEdit]
+    root_of: dict[int, int]  # theme id → the theme it is shown as (itself, or the one it was merged into)
+    groups: dict[int, list[int]] = field(default_factory=dict)  # shown theme → its themes (itself first)
+    roots: list[int] = field(default_factory=list)
+    visible: list[int] = field(default_factory=list)
+
+    def record(self, row: ThemeRow) -> dict[str, Any]:
+        """The theme's record: the job's, overlaid with the derived figures and the project's edits."""
+        derived = dict(row.derived or {})
+        derived.pop("merged_into", None)
+        record = {**row.record, "impact": None, "emerging": False, "emerging_reason": None, "merged": [], **derived}
+        edit = self.edits.get(row.theme_id)
+        record["hidden"] = bool(edit and edit.hidden)
+        if edit and edit.label:
+            record["original_label"], record["label"] = record["label"], edit.label
+        return record
+
+
+def project_edits(session: Session, project_id: str) -> dict[int, ThemeEdit]:
+    return {e.theme_id: e for e in session.scalars(select(ThemeEdit).where(ThemeEdit.project_id == project_id))}
+
+
+def resolve_roots(theme_ids: Iterable[int], edits: dict[int, ThemeEdit]) -> dict[int, int]:
+    """Each present theme's shown theme, following merges (to themes present in this job) transitively."""
+    present = set(theme_ids)
+
+    def root(theme: int) -> int:
+        seen = {theme}
+        while (edit := edits.get(theme)) is not None and edit.merged_into in present and edit.merged_into not in seen:
+            theme = edit.merged_into
+            seen.add(theme)
+        return theme
+
+    return {t: root(t) for t in present}
+
+
+def job_view(session: Session, job: Job) -> JobView:
+    ids = session.scalars(select(ThemeRow.theme_id).where(ThemeRow.job_id == job.id)).all()
+    edits = project_edits(session, job.project_id)
+    root_of = resolve_roots(ids, edits)
+    groups: dict[int, list[int]] = {}
+    for theme in sorted(root_of, key=lambda t: (t != root_of[t], t)):
+        groups.setdefault(root_of[theme], []).append(theme)
+    roots = sorted(groups)
+    visible = [r for r in roots if not (r in edits and edits[r].hidden)]
+    return JobView(edits, root_of, groups, roots, visible)
+
+
+def _edit(session: Session, project_id: str, theme_id: int) -> ThemeEdit:
+    edit = session.get(ThemeEdit, (project_id, theme_id))
+    if edit is None:
+        edit = ThemeEdit(project_id=project_id, theme_id=theme_id, hidden=False)
+        session.add(edit)
+    return edit
+
+
+def edit_theme(session: Session, job: Job, theme_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Rename (``label``; empty → the generated label again) and/or hide/show (``hidden``) a theme."""
+    theme_detail(session, job, theme_id)  # 404 when absent or merged away
+    edit = _edit(session, job.project_id, theme_id)
+    if "label" in changes:
+        label = (changes["label"] or "").strip()
+        edit.label = label or None
+    if "hidden" in changes and changes["hidden"] is not None:
+        edit.hidden = bool(changes["hidden"])
+    session.flush()
+    return theme_detail(session, job, theme_id)
+
+
+def merge_themes(session: Session, job: Job, target: int, sources: list[int]) -> dict[str, Any]:
+    """Show ``sources`` as part of ``target`` from now on (their ids stay theirs; other themes are untouched)."""
+    view = job_view(session, job)
+    for theme in (target, *sources):
+        theme_row(session, job.id, theme)
+    if view.root_of[target] != target:
+        raise ProblemError(409, f"theme {target} is merged into theme {view.root_of[target]}; merge into that one",
+                           "theme-merged")  # fmt: skip
+    if target in sources:
+        raise ProblemError(422, "a theme cannot be merged into itself", "merge-into-itself")
+    for source in sources:
+        _edit(session, job.project_id, source).merged_into = target
+    session.flush()
+    refresh_derived(session, job.id)
+    return theme_detail(session, job, target)
+
+
+def unmerge_theme(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
+    """Show a merged theme on its own again."""
+    theme_row(session, job.id, theme_id)
+    edit = session.get(ThemeEdit, (job.project_id, theme_id))
+    if edit is None or edit.merged_into is None:
+        raise ProblemError(409, f"theme {theme_id} is not merged into another theme", "theme-not-merged")
+    edit.merged_into = None
+    session.flush()
+    refresh_derived(session, job.id)
+    return theme_detail(session, job, theme_id)
+
+
+def list_edits(session: Session, project_id: str) -> list[dict[str, Any]]:
+    return [{"theme_id": e.theme_id, "label": e.label, "hidden": e.hidden, "merged_into": e.merged_into,
+             "updated_at": e.updated_at} for e in sorted(project_edits(session, project_id).values(),
+                                                         key=lambda e: e.theme_id)]  # fmt: skip
+
+
+# ---------------------------------------------------------------- impact and trends of a job's (shown) themes
+
+
+def job_documents(session: Session, job: Job) -> list[Any]:
+    """The project's documents a job covers: all but those of other jobs still being ingested or analysed."""
+    pending = select(Job.id).where(Job.project_id == job.project_id, Job.status.in_(("queued", "running")),
+                                   Job.id != job.id)  # fmt: skip
+    return session.execute(
+        select(Document.id, Document.rating, Document.date, Document.sentiment_score, Document.sentiment_label)
+        .where(Document.project_id == job.project_id, Document.job_id.not_in(pending)).order_by(Document.id)
+    ).all()  # fmt: skip
+
+
+def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
+    """Recompute what depends on the project's merges for a job: impact (one joint ridge regression of the rating on
+    all shown themes' activations, bootstrap interval), trends per period and the ``emerging`` flag, and the size,
+    sentiment, rating and examples of themes that others were merged into. Stored in ``themes.derived`` and
+    ``theme_trends``."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from worker.stages.impact import ImpactOptions, theme_impact
+    from worker.stages.trends import theme_trends
+
+    job = session.get(Job, job_id)
+    rows = {r.theme_id: r for r in session.scalars(select(ThemeRow).where(ThemeRow.job_id == job_id))}
+    view = job_view(session, job)
+    docs = job_documents(session, job)
+    row_of = {d.id: i for i, d in enumerate(docs)}
+    links = pd.DataFrame(
+        session.execute(select(DocumentTheme.theme_id, DocumentTheme.document_id, DocumentTheme.activation)
+                        .where(DocumentTheme.job_id == job_id)).all(),
+        columns=["theme_id", "document_id", "activation"],
+    )  # fmt: skip
+    links["row"] = links["document_id"].map(row_of)
+    links = links.dropna(subset=["row"])
+    links["root"] = links["theme_id"].map(view.root_of)
+    shown = links.groupby(["root", "row"], sort=True)["activation"].max().reset_index()
+    roots = view.roots
+    column = {r: i for i, r in enumerate(roots)}
+    members = {r: np.empty(0, dtype=np.int64) for r in roots}
+    activation_of: dict[int, dict[int, float]] = {}
+    for root, part in shown.groupby("root"):
+        members[int(root)] = part["row"].to_numpy(dtype=np.int64)
+        activation_of[int(root)] = dict(zip(part["row"].astype(int), part["activation"]))
+    matrix = sp.csr_matrix(
+        (shown["activation"].to_numpy(float), (shown["row"].to_numpy(int), shown["root"].map(column).to_numpy(int))),
+        shape=(len(docs), len(roots)),
+    )  # fmt: skip
+    ratings = np.array([np.nan if d.rating is None else d.rating for d in docs], dtype=float)
+    impacts = theme_impact(matrix, ratings, ImpactOptions(seed=seed))
+    has_history = any(r.first_seen_job != job_id for r in rows.values())
+    new_ids = {root for root, group in view.groups.items()
+               if has_history and all(rows[t].first_seen_job == job_id for t in group)}  # fmt: skip
+    trends = theme_trends([d.date for d in docs], members, new_ids)
+    scores = np.array([0.0 if d.sentiment_score is None else d.sentiment_score for d in docs])
+    labels = np.array([d.sentiment_label for d in docs], dtype=object)
+    n_docs = max(1, len(docs))
+    for theme_id, row in rows.items():
+        root = view.root_of[theme_id]
+        if root != theme_id:
+            derived: dict[str, Any] = {"merged_into": root}
+            row.derived, row.size = derived, row.record["size"]
+            row.sentiment_mean = row.record["sentiment"]["mean"]
+            continue
+        trend = trends.themes.get(root)
+        derived = {"impact": impacts[column[root]], "emerging": bool(trend and trend.emerging),
+                   "emerging_reason": trend.reason if trend else None, "merged": view.groups[root][1:]}  # fmt: skip
+        if len(view.groups[root]) > 1:
+            derived.update(_merged_figures(root, [rows[t].record for t in view.groups[root]], members[root],
+                                           activation_of.get(root, {}), scores, labels, ratings, n_docs))  # fmt: skip
+        row.derived = derived
+        row.size = derived.get("size", row.record["size"])
+        row.sentiment_mean = derived.get("sentiment", row.record["sentiment"])["mean"]
+    session.execute(delete(ThemeTrendRow).where(ThemeTrendRow.job_id == job_id))
+    if trends.period:
+        from datetime import date
+
+        starts = [date.fromisoformat(p) for p in trends.periods]
+        trend_rows = [{"job_id": job_id, "theme_id": t.theme_id, "period_start": start, "period": trends.period,
+                       "documents": count, "period_documents": total, "share": share}
+                      for t in trends.themes.values()
+                      for start, count, total, share in zip(starts, t.counts, trends.totals, t.shares)]  # fmt: skip
+        for begin in range(0, len(trend_rows), 5000):
+            session.execute(insert(ThemeTrendRow), trend_rows[begin : begin + 5000])
+    session.flush()
+
+
+def _merged_figures(root: int, records: list[dict], rows: np.ndarray, activation_of: dict[int, float],
+                    scores: np.ndarray, labels: np.ndarray, ratings: np.ndarray, n_docs: int) -> dict[str, Any]:  # fmt: skip
+    """Size, share, sentiment, rating, keywords, examples and features of a theme with others merged into it."""
+    from worker.stages.sentiment import aggregate
+
+    rated = ratings[rows]
+    rated = rated[~np.isnan(rated)]
+    keywords: list[str] = []
+    for record in records:
+        keywords += [k for k in record["keywords"] if k not in keywords]
+    examples: dict[str, dict] = {}
+    for record in records:
+        for example in record["examples"]:
+            examples.setdefault(example["doc_id"], example)
+    return {
+        "size": int(len(rows)),
+        "share": round(len(rows) / n_docs, 4),
+        "sentiment": {k: round(v, 4) for k, v in aggregate(scores[rows], labels[rows]).items()},
+        "rating": {"mean": round(float(rated.mean()), 4), "count": int(rated.size)} if rated.size else None,
+        "keywords": keywords[: max(len(records[0]["keywords"]), 10)],
+        "examples": sorted(examples.values(), key=lambda e: -e["activation"])[:5],
+        "features": sorted({f for record in records for f in record["features"]}),
+    }
+
+
+# ---------------------------------------------------------------- overview figures
+
+
+def theme_trends_view(session: Session, job: Job) -> dict[str, Any]:
+    """Trends of the shown themes (hidden ones included, flagged) as parallel series."""
+    view = job_view(session, job)
+    rows = session.execute(select(ThemeTrendRow).where(ThemeTrendRow.job_id == job.id, ThemeTrendRow.theme_id.in_(
+        view.roots)).order_by(ThemeTrendRow.theme_id, ThemeTrendRow.period_start)).scalars().all()  # fmt: skip
+    periods = sorted({r.period_start for r in rows})
+    totals = {r.period_start: r.period_documents for r in rows}
+    series: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        entry = series.setdefault(r.theme_id, {"theme_id": r.theme_id, "counts": [], "shares": []})
+        entry["counts"].append(r.documents)
+        entry["shares"].append(r.share)
+    return {"period": rows[0].period if rows else None, "periods": [p.isoformat() for p in periods],
+            "totals": [totals[p] for p in periods], "themes": list(series.values())}  # fmt: skip
+
+
+def project_stats(session: Session, project: Project) -> dict[str, Any]:
+    """The project's comments by sentiment label, a histogram of sentiment scores, and ratings."""
+    where = Document.project_id == project.id
+    labels = dict(session.execute(select(Document.sentiment_label, func.count()).where(where)
+                                  .group_by(Document.sentiment_label)).all())  # fmt: skip
+    bucket = case((Document.sentiment_score >= 1, 9), else_=func.cast((Document.sentiment_score + 1) * 5, Integer))
+    histogram = dict(session.execute(select(bucket, func.count()).where(where, Document.sentiment_score.is_not(None))
+                                     .group_by(bucket)).all())  # fmt: skip
+    ratings = session.execute(select(Document.rating, func.count()).where(where, Document.rating.is_not(None))
+                              .group_by(Document.rating).order_by(Document.rating)).all()  # fmt: skip
+    return {
+        "documents": sum(labels.values()),
+        "sentiment": {name: labels.get(name, 0) for name in ("negative", "neutral", "positive")},
+        "sentiment_histogram": {"edges": [round(-1 + 0.2 * i, 1) for i in range(11)],
+                                "counts": [histogram.get(i, 0) for i in range(10)]},
+        "ratings": [{"rating": r, "count": c} for r, c in ratings],
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- report tokens
+
+TOKEN_PREFIX = "ftr_"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_report_token(session: Session, project: Project) -> str:
+    """A new read-only token for the project's reports; returned once, stored hashed."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ReportToken(project_id=project.id, tenant_id=project.tenant_id, token_hash=_hash(token),
+                            prefix=token[:10]))  # fmt: skip
+    return token
+
+
+def revoke_report_tokens(session: Session, project: Project) -> int:
+    result = session.execute(update(ReportToken).where(ReportToken.project_id == project.id,
+                                                       ReportToken.revoked_at.is_(None)).values(revoked_at=utcnow()))  # fmt: skip
+    return result.rowcount or 0
+
+
+def project_for_report_token(session: Session, token: str, project_id: str) -> Project:
+    """The project a valid token opens; 401 for an unknown or revoked token, 404 for another project."""
+    digest = _hash(token)
+    row = session.scalar(select(ReportToken).where(ReportToken.token_hash == digest, ReportToken.revoked_at.is_(None)))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise ProblemError(401, "the report token is not valid", "invalid-report-token")
+    if row.project_id != project_id:
+        raise ProblemError(404, f"no project {project_id!r}", "project-not-found")
+    return session.get(Project, project_id)

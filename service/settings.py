@@ -23,6 +23,10 @@ class Settings(BaseSettings):
 
     embedding_model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or local path.")
     embedding_batch_size: int = Field(32, ge=1)
+    embedding_backend: str = Field("auto", description="auto (OpenVINO on CPU when installed, else torch; torch fp16 "
+                                   "on CUDA), torch, onnx or openvino. Part of the embedding cache key.")
+    embedding_quantize: str = Field("none", description="none or int8 (openvino: static NNCF; onnx: dynamic).")
+    embedding_max_seq_length: int | None = Field(None, ge=8, description="Token limit; default: the model's (256).")
     embedding_chunk_size: int = Field(2000, ge=100, description="Texts per embedding task of a Celery group.")
     device: str = Field("auto", description="auto, cpu, cuda or mps for embedding and training.")
     gpu_queue: bool = Field(False, description="Route embedding and training to the `gpu` queue.")
@@ -31,6 +35,10 @@ class Settings(BaseSettings):
     job_soft_time_limit: int = Field(3 * 3600, description="Seconds before a task is asked to stop.")
     job_hard_time_limit: int = Field(3 * 3600 + 300, description="Seconds before a task is killed.")
     broker_visibility_timeout: int = Field(4 * 3600, description="Above the longest job, so no early redelivery.")
+    job_stale_after: int | None = Field(None, ge=1, description="Seconds a queued or running job may show no progress "
+                                        "before GET marks it failed (retryable); default: hard limit + visibility.")
+    rate_limit_per_minute: int = Field(600, ge=0, description="Requests per minute per API key, per API process "
+                                       "(token bucket, bursts up to this many); 0: no limit.")
 
     seed: int = 0
 

@@ -175,14 +175,14 @@ def test_fvu():
 @pytest.mark.parametrize(
     ("n_docs", "expected"),
     [
-        (50, (32, 4)),
-        (299, (32, 4)),
-        (1_000, (64, 4)),
-        (2_999, (64, 4)),
-        (10_000, (256, 8)),
-        (29_999, (256, 8)),
-        (100_000, (1024, 8)),
-        (5_000_000, (1024, 8)),
+        (50, (16, 3)),  # floor
+        (299, (16, 3)),
+        (1_000, (32, 3)),  # about one latent per 24 texts, power of two
+        (3_080, (128, 3)),
+        (8_000, (256, 3)),
+        (10_000, (512, 3)),
+        (29_999, (1024, 3)),
+        (5_000_000, (1024, 3)),  # cap
     ],
 )
 def test_default_size(n_docs, expected):
@@ -190,9 +190,9 @@ def test_default_size(n_docs, expected):
 
 
 def test_default_epochs_is_a_sample_budget():
-    assert default_epochs(1_000) == 200  # 2000 clamped to 200
+    assert default_epochs(500) == 200  # 300 clamped to 200
     assert default_epochs(20_000) == round(DEFAULT_SAMPLE_BUDGET / 20_000)
-    assert default_epochs(100_000) == 20
+    assert default_epochs(3_000) == 50
     assert default_epochs(5_000_000) == 3  # floor
     assert default_epochs(1_000, max_samples=50_000) == 50
     assert default_epochs(1_000, max_samples=10) == 1

@@ -107,7 +107,7 @@ def test_defaults_from_corpus_size_and_progress(data):
     X = data[0][:250]
     seen: list[float] = []
     sae = SparseAutoencoder(max_samples=5_000, progress=seen.append).fit(X)
-    assert (sae.n_latents_, sae.k_) == (32, 4)  # default_size(250)
+    assert (sae.n_latents_, sae.k_) == (16, 3)  # default_size(250)
     assert sae.epochs_ == round(5_000 / 225)  # 225 training rows after the 10 % split
     assert seen[0] == 0.0 and seen[-1] == 1.0
     assert all(0.0 <= p <= 1.0 for p in seen)
@@ -159,7 +159,7 @@ def test_partial_fit_keeps_feature_indices(data):
     sae.partial_fit(X)
     assert sae.n_steps_ > steps_before
     assert sae.history_[-1]["phase"] == "partial_fit"
-    assert sae.n_latents_ == 64 and sae.model_.W_dec.shape[1] == 64  # grown to default_size(600)
+    assert sae.n_latents_ == 36 and sae.model_.W_dec.shape[1] == 36  # default_size(600) is 32: grown by an eighth
     cos = (W_before * sae.model_.W_dec.detach()[:, :32]).sum(0).numpy()
     assert np.mean(cos[alive] >= 0.9) >= 0.75
     Z = sae.transform(X)
@@ -185,9 +185,10 @@ def test_partial_fit_grows_latents_for_new_concepts(data):
 def test_default_growth():
     from sae.sizing import default_growth
 
-    assert default_growth(1000, 64) == 8  # an eighth of the current size
-    assert default_growth(10_000, 64) == 192  # up to the size the grown corpus calls for
-    assert default_growth(1000, 128) == 0  # never past twice the size the corpus calls for
+    assert default_growth(1000, 16) == 16  # up to the size the grown corpus calls for (32)
+    assert default_growth(1000, 32) == 4  # at least an eighth of the current size
+    assert default_growth(10_000, 64) == 448  # default_size(10_000) is 512
+    assert default_growth(1000, 64) == 0  # never past twice the size the corpus calls for
 
 
 def test_partial_fit_on_unfitted_estimator_fits(data):

@@ -20,7 +20,10 @@ from sqlalchemy import delete, func, insert, select, update
 from service.db.embedding_store import DatabaseEmbeddingCache
 from service.db.models import Document, DocumentTheme, Job, Project, ThemeRow, utcnow
 from service.db.session import session_scope
+from service.metrics import timed_stage
 from service.problems import problem
+from service.reporting import publish_reporting
+from service.repository import refresh_derived
 from service.settings import get_settings
 from worker.stages.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv
 
@@ -38,11 +41,7 @@ def set_stage(job_id: str, stage: str, fraction: float = 0.0) -> None:
     lo, hi = STAGE_SPAN[stage]
     progress = round(lo + (hi - lo) * min(1.0, max(0.0, fraction)), 4)
     with session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id).values(stage=stage, progress=func.max(Job.progress, progress)
-                                                     if session.get_bind().dialect.name == "sqlite"
-                                                     else func.greatest(Job.progress, progress))
-        )  # fmt: skip
+        session.execute(update(Job).where(Job.id == job_id).values(stage=stage, progress=_greatest(session, Job.progress, progress)))
 
 
 def stage_reporter(job_id: str, stage: str, every: float = 0.02) -> Callable[[float], None]:
@@ -139,7 +138,10 @@ def distinct_texts(job_id: str) -> list[str]:
 
 
 def embed_chunk(job_id: str, index: int) -> int:
-    """Embed chunk ``index`` of the job's distinct texts into the shared cache; return how many were encoded."""
+    """Embed chunk ``index`` of the job's distinct texts into the shared cache; return how many were encoded.
+
+    Chunks run in parallel, so each moves the job's bar by its own share (atomic increments).
+    """
     from worker.pipeline import resolve_device
     from worker.stages.embed import embed_texts
 
@@ -149,18 +151,35 @@ def embed_chunk(job_id: str, index: int) -> int:
         n_chunks = max(1, job.n_chunks)
     size = settings.embedding_chunk_size
     texts = distinct_texts(job_id)[index * size : (index + 1) * size]
+    lo, hi = STAGE_SPAN["embed"]
+    share = (hi - lo) / n_chunks
+    done = [0.0]
+
+    def advance(fraction: float) -> None:
+        if fraction - done[0] >= 0.05 or fraction >= 1.0:
+            step, done[0] = (fraction - done[0]) * share, fraction
+            with session_scope() as session:
+                capped = _least(session, Job.progress + step, hi)
+                session.execute(update(Job).where(Job.id == job_id).values(stage="embed", progress=capped))
+
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(stage="embed"))
     _, encoded = embed_texts(
         texts, settings.embedding_model, device=resolve_device(settings.device),
-        batch_size=settings.embedding_batch_size, cache=DatabaseEmbeddingCache(),
+        batch_size=settings.embedding_batch_size, cache=DatabaseEmbeddingCache(), progress=advance, chunk=64,
     )  # fmt: skip
-    lo, hi = STAGE_SPAN["embed"]
-    with session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id)
-            .values(stage="embed", progress=func.min(Job.progress + (hi - lo) / n_chunks, hi)
-                    if session.get_bind().dialect.name == "sqlite" else func.least(Job.progress + (hi - lo) / n_chunks, hi))
-        )  # fmt: skip
+    advance(1.0)
     return encoded
+
+
+def _least(session, a, b):  # type: ignore[no-untyped-def]
+    """SQL least(a, b) in the session's dialect."""
+    return func.min(a, b) if session.get_bind().dialect.name == "sqlite" else func.least(a, b)
+
+
+def _greatest(session, a, b):  # type: ignore[no-untyped-def]
+    """SQL greatest(a, b) in the session's dialect."""
+    return func.max(a, b) if session.get_bind().dialect.name == "sqlite" else func.greatest(a, b)
 
 
 # ---------------------------------------------------------------- sentiment, train, themes
@@ -208,30 +227,34 @@ def analyze(job_id: str) -> dict[str, Any]:
         project = session.get(Project, job.project_id)
         project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
         counts = dict(job.counts or {})
-    set_stage(job_id, "sentiment", 0.0)
-    docs = score_missing_sentiment(project_documents(project_id))
-    set_stage(job_id, "sentiment", 1.0)
+    with timed_stage("sentiment"):
+        set_stage(job_id, "sentiment", 0.0)
+        docs = score_missing_sentiment(project_documents(project_id))
+        set_stage(job_id, "sentiment", 1.0)
     options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
                               batch_size=settings.embedding_batch_size)  # fmt: skip
-    # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
-    embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
-    sae = train.train_sae(
-        embedded.vectors, seed=options.seed, device=options.device,
-        progress=stage_reporter(job_id, "train"), previous=previous_sae,
-    )  # fmt: skip
-    sae_dir = settings.projects_dir / project_id / "sae" / job_id
-    sae.save(sae_dir)
-    set_stage(job_id, "themes", 0.0)
-    themes = find_themes(sae, embedded, docs, options.themes)
-    counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
-    document = themes_document(themes, docs, metadata(sae, options, counts))
-    store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)
+    with timed_stage("train"):
+        # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
+        embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
+        sae = train.train_sae(
+            embedded.vectors, seed=options.seed, device=options.device,
+            progress=stage_reporter(job_id, "train"), previous=previous_sae,
+        )  # fmt: skip
+        sae_dir = settings.projects_dir / project_id / "sae" / job_id
+        sae.save(sae_dir)
+    with timed_stage("themes"):
+        set_stage(job_id, "themes", 0.0)
+        themes = find_themes(sae, embedded, docs, options.themes)
+        counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
+        document = themes_document(themes, docs, metadata(sae, options, counts))
+        store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)
     return document["metadata"]
 
 
 def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],
                   themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any]) -> None:  # fmt: skip
-    """Store themes and memberships of the job, mark new themes, and make this job the project's current one."""
+    """Store themes and memberships of the job, mark new themes, compute impact and trends, make this job the
+    project's current one, and publish the project's report tables (PostgreSQL)."""
     with session_scope() as session:
         first_seen = dict(
             session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
@@ -253,12 +276,14 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
                  for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip
         for start in range(0, len(links), 5000):
             session.execute(insert(DocumentTheme), links[start : start + 5000])
+        refresh_derived(session, job_id, seed=get_settings().seed)  # impact, trends, emerging, the project's merges
         meta = {**document["metadata"], "counts": counts}
         session.execute(
             update(Job).where(Job.id == job_id)
             .values(status="succeeded", stage="themes", progress=1.0, result=meta, counts=counts, finished_at=utcnow())
         )  # fmt: skip
         session.execute(update(Project).where(Project.id == project_id).values(current_job_id=job_id, sae_path=sae_dir))
+        publish_reporting(session, project_id)  # PostgreSQL: the report tables into `reporting`, in this transaction
 
 
 def ingest_problem(exc: IngestError) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from service.metrics import timed_stage
 from worker import jobs
 from worker.celery_app import ANALYZE, EMBED_CHUNK, RUN_JOB
 from worker.stages.ingest import IngestError
@@ -42,7 +43,8 @@ class JobTask(Task):
 def run_job(self: Task, job_id: str) -> None:
     """Ingest the job's upload, then embed (chunks in parallel) and analyse."""
     try:
-        n_chunks = jobs.ingest(job_id)
+        with timed_stage("ingest"):
+            n_chunks = jobs.ingest(job_id)
     except jobs.JobGone:
         log.info("job %s is gone or finished; nothing to do", job_id)
         return
@@ -62,7 +64,8 @@ def run_job(self: Task, job_id: str) -> None:
 def embed_chunk(self: Task, job_id: str, index: int) -> int:
     """Embed one chunk of the job's distinct texts into the shared cache."""
     try:
-        return jobs.embed_chunk(job_id, index)
+        with timed_stage("embed"):
+            return jobs.embed_chunk(job_id, index)
     except jobs.JobGone:
         return 0
 

@@ -26,5 +26,8 @@ def create_app() -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_projects.router)
+    app.include_router(__import__("service.api.routes_web", fromlist=["router"]).router)  # page at /, reports
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    __import__("service.api.ratelimit", fromlist=["install"]).install(app, settings)  # 429 per key; problem docs
+    app.add_middleware(routes_ops.RequestMetrics)  # outermost: times every answer, 413s included
     return app

@@ -32,7 +32,7 @@ def get_celery(request: Request) -> Celery:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]  # commit before the answer is sent
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api import uploads
@@ -12,7 +17,10 @@ from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import JobCreated, JobOut, ThemesPage
+from service.db.models import Job, utcnow
 from service.db.session import session_scope
+from service.problems import problem
+from service.settings import Settings
 from service.repository import NewJob, create_job, job_for_tenant, job_metadata, themes_page
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
@@ -48,7 +56,8 @@ UPLOAD_BODY = {
     response_model=JobCreated,
     openapi_extra=UPLOAD_BODY,
     summary="Upload feedback (multipart CSV or JSON items) and start a job",
-    responses={413: {"description": "Upload too large"}, 415: {"description": "Not a CSV"}, 422: {"description": "Bad input"}},
+    responses={413: {"description": "Upload too large"}, 415: {"description": "Not a CSV"}, 422: {"description": "Bad input"},
+               503: {"description": "The task broker is unreachable"}},
 )
 async def post_job(
     request: Request,
@@ -90,15 +99,91 @@ def enqueue(celery, job_id: str) -> None:  # type: ignore[no-untyped-def]
         celery.send_task(RUN_JOB, args=[job_id], queue=CPU_QUEUE)
     except Exception as exc:  # noqa: BLE001 - any broker error
         fail_job(job_id, problem(503, "The job could not be queued", "the task broker is unreachable", "broker-down"))
-        raise ProblemError(503, "the task broker is unreachable; try again later", "broker-down") from exc
+        raise ProblemError(503, f"the task broker is unreachable; job {job_id} is kept as failed: retry it later with "
+                           f"POST /v1/jobs/{job_id}/retry", "broker-down",
+                           headers={"Location": f"/v1/jobs/{job_id}", "Retry-After": "10"}) from exc  # fmt: skip
+
+
+class ProgressWatch:
+    """When this process first saw each unfinished job in its current state (status, stage, progress)."""
+
+    def __init__(self, max_jobs: int = 10_000) -> None:
+        self.seen: OrderedDict[str, tuple[tuple, float]] = OrderedDict()
+        self.max_jobs, self.lock = max_jobs, threading.Lock()
+
+    def idle_for(self, job: Job) -> float:
+        """Seconds this process has seen the job without progress (0 on a first look or after any change)."""
+        state, now = (job.status, job.stage, job.progress), time.monotonic()
+        with self.lock:
+            seen = self.seen.get(job.id)
+            if seen is None or seen[0] != state:
+                seen = self.seen[job.id] = (state, now)
+            self.seen.move_to_end(job.id)
+            while len(self.seen) > self.max_jobs:
+                self.seen.popitem(last=False)
+        return now - seen[1]
+
+    def forget(self, job_id: str) -> None:
+        with self.lock:
+            self.seen.pop(job_id, None)
+
+
+WATCH = ProgressWatch()
+
+
+def fail_if_stalled(session: Session, settings: Settings, job: Job) -> None:
+    """Stale-job guard: a queued or running job that shows no progress for longer than a task can take (the hard
+    time limit) plus the broker's redelivery delay (the visibility timeout) lost its worker or its queued task
+    (e.g. a broker restarted without persistence): end it ``failed`` with a problem that says how to retry it."""
+    if job.status not in ("queued", "running"):
+        WATCH.forget(job.id)
+        return
+    window = settings.job_stale_after or settings.job_hard_time_limit + settings.broker_visibility_timeout
+    if WATCH.idle_for(job) <= window:
+        return
+    where = "in the queue" if job.status == "queued" else f"in stage {job.stage or 'ingest'}"
+    body = problem(503, "The job stalled", f"no progress for over {window} s {where}: its worker or the task broker "
+                   f"was lost; POST /v1/jobs/{job.id}/retry runs it again", "job-stalled")  # fmt: skip
+    same_state = (Job.status == job.status, Job.progress == job.progress,
+                  Job.stage.is_(None) if job.stage is None else Job.stage == job.stage)  # fmt: skip
+    session.execute(update(Job).where(Job.id == job.id, *same_state)
+                    .values(status="failed", error=body, finished_at=utcnow()))  # fmt: skip
+    session.commit()
+    session.refresh(job)
+    WATCH.forget(job.id)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status, stage and progress")
-def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> JobOut:
+def get_job(job_id: str, tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> JobOut:
     job = job_for_tenant(session, tenant, job_id)
+    fail_if_stalled(session, settings, job)
     return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
                   progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {}, error=job.error,
                   created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobCreated,
+    summary="Run a failed job again: same id, back to queued, error cleared (409 unless failed)",
+    responses={503: {"description": "The task broker is unreachable"}},
+)
+def retry_job(job_id: str, response: Response, tenant: TenantDep, session: SessionDep, celery: CeleryDep) -> JobCreated:
+    job = job_for_tenant(session, tenant, job_id)
+    requeued = session.execute(
+        update(Job).where(Job.id == job.id, Job.status == "failed")
+        .values(status="queued", stage=None, progress=0.0, error=None, counts={}, n_chunks=0, result=None,
+                started_at=None, finished_at=None)
+    ).rowcount  # fmt: skip
+    session.commit()
+    if not requeued:
+        session.refresh(job)
+        raise ProblemError(409, f"job {job_id} has status {job.status!r}; only a failed job can be retried",
+                           "job-not-failed")  # fmt: skip
+    enqueue(celery, job.id)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobCreated(id=job.id, status="queued", project_id=job.project_id)
 
 
 @router.get("/{job_id}/themes", response_model=ThemesPage, summary="The themes as of this job")

@@ -1,38 +1,80 @@
-"""``/v1/projects``: projects, their current themes, a theme's members, and CSV reports."""
+"""``/v1/projects``: projects, their current themes, a theme's members, edits of themes, trends and figures.
+
+The report tables (CSV, Parquet) are in ``routes_reports``.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
-from sqlalchemy import select
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import SessionDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
-from service.db.models import Document, DocumentTheme, Job, ThemeRow
-from service.db.session import session_scope
+from service.db.models import Job
+from service.reporting import publish_reporting
 from service.repository import (
+    edit_theme,
     job_metadata,
+    list_edits,
     list_projects,
+    merge_themes,
     project_for_tenant,
+    project_stats,
     project_summary,
+    theme_detail,
     theme_members,
-    theme_row,
+    theme_trends_view,
     themes_page,
+    unmerge_theme,
 )
-from worker.stages.report import DOCUMENT_THEMES_COLUMNS, DOCUMENTS_COLUMNS, THEMES_COLUMNS, themes_table
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=40)]
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-REPORT_BATCH = 2000
+IncludeHidden = Annotated[bool, Query(description="Include hidden themes (flagged `hidden: true`)")]
+EDITED_TABLES = ("themes", "document_themes", "theme_trends", "theme_impact")
+
+
+class ThemeEditIn(BaseModel):
+    """A theme's new label (empty or null: the generated label again) and/or whether it is hidden."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = Field(None, max_length=200)
+    hidden: bool | None = None
+
+
+class MergeIn(BaseModel):
+    """Themes to show as part of this theme from now on (their own ids stay; other themes are untouched)."""
+
+    model_config = ConfigDict(extra="forbid")
+    themes: list[int] = Field(min_length=1, max_length=500)
+
+
+class ThemeEditOut(BaseModel):
+    theme_id: int
+    label: str | None
+    hidden: bool
+    merged_into: int | None
+    updated_at: datetime
+
+
+class TrendsOut(BaseModel):
+    period: Literal["day", "week", "month"] | None
+    periods: list[str]
+    totals: list[int]
+    themes: list[dict[str, Any]]
+
+
+class StatsOut(BaseModel):
+    documents: int
+    sentiment: dict[str, int]
+    sentiment_histogram: dict[str, list[Any]]
+    ratings: list[dict[str, Any]]
 
 
 @router.get("", response_model=ProjectList, summary="The caller's projects")
@@ -64,10 +106,11 @@ def get_project_themes(
     cursor: Cursor = None,
     sort: Literal["size", "sentiment"] = "size",
     order: Literal["asc", "desc"] = "desc",
+    include_hidden: IncludeHidden = False,
 ) -> ThemesPage:
     job = current_job(session, tenant, project_id)
     offset = decode_cursor(cursor)
-    themes, total = themes_page(session, job, sort, order, offset, limit)
+    themes, total = themes_page(session, job, sort, order, offset, limit, include_hidden)
     return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))
 
 
@@ -76,82 +119,54 @@ def get_theme(
     project_id: str, theme_id: int, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ThemeDetail:
     job = current_job(session, tenant, project_id)
-    row = theme_row(session, job.id, theme_id)
+    theme = theme_detail(session, job, theme_id)
     offset = decode_cursor(cursor)
     members, total = theme_members(session, job.id, theme_id, offset, limit)
-    return ThemeDetail(theme=row.record, members=[Member(**m) for m in members],
+    return ThemeDetail(theme=theme, members=[Member(**m) for m in members],
                        next_cursor=next_cursor(offset, limit, total))  # fmt: skip
 
 
-@router.get(
-    "/{project_id}/reports/{name}.csv",
-    summary="A report table as CSV (themes, document_themes or documents)",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}}},
-)
-def get_report(
-    project_id: str,
-    name: Literal["themes", "document_themes", "documents"],
-    tenant: TenantDep,
-    session: SessionDep,
-    bom: Annotated[bool, Query(description="Start with a UTF-8 BOM (for Excel)")] = False,
-) -> StreamingResponse:
-    project = project_for_tenant(session, tenant, project_id)
-    if name != "documents" and not project.current_job_id:
-        raise ProblemError(409, "the project has no finished job yet", "no-themes-yet")
-    rows = {"themes": _theme_rows, "document_themes": _document_theme_rows, "documents": _document_rows}[name]
-    columns = {"themes": THEMES_COLUMNS, "document_themes": DOCUMENT_THEMES_COLUMNS, "documents": DOCUMENTS_COLUMNS}[name]
-    body = _csv_stream(columns, rows(project.id, project.current_job_id), bom)
-    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'}
-    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
+@router.patch("/{project_id}/themes/{theme_id}", summary="Rename or hide/show a theme (kept for the project)")
+def patch_theme(
+    project_id: str, theme_id: int, edit: Annotated[ThemeEditIn, Body()], tenant: TenantDep, session: SessionDep
+) -> dict[str, Any]:
+    job = current_job(session, tenant, project_id)
+    theme = edit_theme(session, job, theme_id, edit.model_dump(exclude_unset=True))
+    publish_reporting(session, project_id, EDITED_TABLES)
+    session.commit()  # before the answer: the session dependency would commit only after it is sent
+    return theme
 
 
-def safe_cell(value: Any) -> Any:
-    """Neutralise text cells that a spreadsheet would run as a formula (``= + - @``)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
+@router.post("/{project_id}/themes/{theme_id}/merge", summary="Merge other themes into this one")
+def post_merge(
+    project_id: str, theme_id: int, merge: Annotated[MergeIn, Body()], tenant: TenantDep, session: SessionDep
+) -> dict[str, Any]:
+    job = current_job(session, tenant, project_id)
+    theme = merge_themes(session, job, theme_id, sorted(set(merge.themes)))
+    publish_reporting(session, project_id, EDITED_TABLES)
+    session.commit()  # before the answer: the session dependency would commit only after it is sent
+    return theme
 
 
-def _csv_stream(columns: list[str], rows: Iterable[Iterable[Any]], bom: bool) -> Iterator[bytes]:
-    if bom:
-        yield "\ufeff".encode()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    for i, row in enumerate(rows):
-        writer.writerow([safe_cell(v) for v in row])
-        if i % 500 == 0:
-            yield buffer.getvalue().encode()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode()
+@router.post("/{project_id}/themes/{theme_id}/unmerge", summary="Show a merged theme on its own again")
+def post_unmerge(project_id: str, theme_id: int, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+    job = current_job(session, tenant, project_id)
+    theme = unmerge_theme(session, job, theme_id)
+    publish_reporting(session, project_id, EDITED_TABLES)
+    session.commit()  # before the answer: the session dependency would commit only after it is sent
+    return theme
 
 
-def _theme_rows(project_id: str, job_id: str) -> Iterator[list[Any]]:
-    with session_scope() as session:
-        records = [r.record for r in session.scalars(select(ThemeRow).where(ThemeRow.job_id == job_id)
-                                                     .order_by(ThemeRow.size.desc(), ThemeRow.theme_id))]  # fmt: skip
-    yield from themes_table(records).astype(object).where(lambda t: t.notna(), None).itertuples(index=False)
+@router.get("/{project_id}/edits", response_model=list[ThemeEditOut], summary="The project's theme edits")
+def get_edits(project_id: str, tenant: TenantDep, session: SessionDep) -> list[dict[str, Any]]:
+    return list_edits(session, project_for_tenant(session, tenant, project_id).id)
 
 
-def _document_theme_rows(project_id: str, job_id: str) -> Iterator[tuple]:
-    query = (select(Document.doc_id, DocumentTheme.theme_id, DocumentTheme.activation)
-             .join(Document, Document.id == DocumentTheme.document_id).where(DocumentTheme.job_id == job_id)
-             .order_by(DocumentTheme.theme_id, DocumentTheme.activation.desc(), Document.doc_id))  # fmt: skip
-    yield from _batched(query)
+@router.get("/{project_id}/trends", response_model=TrendsOut, summary="Each theme's comments and share per period")
+def get_trends(project_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+    return theme_trends_view(session, current_job(session, tenant, project_id))
 
 
-def _document_rows(project_id: str, job_id: str | None) -> Iterator[tuple]:
-    query = (select(Document.doc_id, Document.text, Document.sentiment_score, Document.sentiment_label,
-                    Document.rating, Document.date).where(Document.project_id == project_id).order_by(Document.id))  # fmt: skip
-    for doc_id, text, score, label, rating, date in _batched(query):
-        yield doc_id, text, None if score is None else round(score, 4), label, rating, \
-            None if date is None else date.strftime("%Y-%m-%dT%H:%M:%SZ")  # fmt: skip
-
-
-def _batched(query: Any) -> Iterator[tuple]:
-    with session_scope() as session:
-        for row in session.execute(query.execution_options(yield_per=REPORT_BATCH)):
-            yield tuple(row)
-
+@router.get("/{project_id}/stats", response_model=StatsOut, summary="Comments by sentiment, and ratings")
+def get_stats(project_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+    return project_stats(session, project_for_tenant(session, tenant, project_id))

@@ -18,10 +18,11 @@ from service.api.errors import ProblemError
 from service.api.schemas import FeedbackBatch
 from service.db.models import new_id
 from service.settings import Settings
-from worker.stages.ingest import ColumnMap, IngestError, check_upload, from_records
+from worker.stages.ingest import ColumnMap, IngestError, IngestResult, check_upload, from_records
 
 COPY_CHUNK = 1024 * 1024
 FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "project")
+MIN_TEXTS = 2  # a new project's SAE needs at least two different comments to train on
 
 
 @dataclass
@@ -102,11 +103,21 @@ async def _receive_csv(request: Request, settings: Settings, job_id: str) -> Upl
     await run_in_threadpool(_copy, upload, path, digest)
     await upload.close()
     try:
-        await run_in_threadpool(check_upload, path, columns)
-    except IngestError:
+        enough_texts(await run_in_threadpool(check_upload, path, columns), fields["project"])
+    except (IngestError, ProblemError):
         path.unlink(missing_ok=True)
         raise
     return Upload(job_id, path, "csv", columns.__dict__, digest.hexdigest(), fields["project"], upload.filename)
+
+
+def enough_texts(result: IngestResult | None, project: str | None) -> None:
+    """422 when a new project would get fewer than two different comments (nothing to find themes in)."""
+    if result is None or project:
+        return
+    distinct = result.counts["documents"] - result.counts["duplicate_texts"]
+    if distinct < MIN_TEXTS:
+        raise ProblemError(422, f"a new project needs at least {MIN_TEXTS} different comments to find themes in; "
+                                f"this upload has {distinct}", "too-few-comments")  # fmt: skip
 
 
 def _field(form: Any, name: str) -> str | None:
@@ -116,6 +127,8 @@ def _field(form: Any, name: str) -> str | None:
     value = str(value).strip()
     if len(value) > 200:
         raise ProblemError(422, f"the form field {name!r} is too long", "validation-error")
+    if "\x00" in value:
+        raise ProblemError(422, f"the form field {name!r} contains a NUL character", "validation-error")
     return value or None
 
 
@@ -132,9 +145,12 @@ async def _receive_json(request: Request, settings: Settings, job_id: str) -> Up
     try:
         batch = FeedbackBatch.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    if batch.project and "\x00" in batch.project:
+        raise ProblemError(422, "body.project: contains a NUL character", "validation-error")
     items = [item.model_dump() for item in batch.items]
-    await run_in_threadpool(from_records, items)  # raises IngestError when no item has text
+    enough_texts(await run_in_threadpool(from_records, items), batch.project)  # IngestError when no item has text
     path = settings.uploads_dir / f"{job_id}.json"
     await run_in_threadpool(path.write_text, json.dumps(items, ensure_ascii=False), "utf-8")
     digest = hashlib.sha256(body).hexdigest()

@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
+    Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -20,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.db.types import UTCDateTime
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -30,7 +33,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime()}
 
 
 class Tenant(Base):
@@ -116,6 +119,10 @@ class ThemeRow(Base):
     sentiment_mean: Mapped[float] = mapped_column(Float)
     first_seen_job: Mapped[str] = mapped_column(String(32))
     record: Mapped[dict[str, Any]] = mapped_column()  # the theme in the themes.json schema
+    # After the project's edits and the impact/trend analysis (see repository.refresh_derived): impact, emerging and,
+    # for a theme that others were merged into, its merged size, sentiment, rating, examples; {"merged_into": id} for
+    # a theme merged into another. ``size`` and ``sentiment_mean`` above follow it (they order the lists).
+    derived: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class DocumentTheme(Base):
@@ -125,3 +132,41 @@ class DocumentTheme(Base):
     theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     activation: Mapped[float] = mapped_column(Float)
+
+
+class ThemeEdit(Base):
+    """A person's edit of a theme, kept per project across jobs: a new label, hidden, or merged into another theme."""
+
+    __tablename__ = "theme_edits"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str | None] = mapped_column(String(200), default=None)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ThemeTrendRow(Base):
+    """A theme's comments and share in one period (day, week or month), per job."""
+
+    __tablename__ = "theme_trends"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_start: Mapped[Any] = mapped_column(Date, primary_key=True)
+    period: Mapped[str] = mapped_column(String(8))
+    documents: Mapped[int] = mapped_column(Integer)
+    period_documents: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float] = mapped_column(Float)
+
+
+class ReportToken(Base):
+    """A read-only token for one project's reports, for tools that only take a URL (stored hashed)."""
+
+    __tablename__ = "report_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -23,6 +23,7 @@ import pandas as pd
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 10_000  # longer texts are cut (and counted): sentiment scoring is quadratic in a text's length
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WHITESPACE = re.compile(r"[ \t\u00a0]+")
 
@@ -66,6 +67,10 @@ def detect_encoding(head: bytes) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in head:
+        shares = sorted(half.count(0) / max(1, len(half)) for half in (head[0::2], head[1::2]))
+        if len(head) >= 8 and shares[1] > 0.8 and shares[0] < 0.1:  # NUL in every other byte: UTF-16 text
+            raise IngestError("the file looks like UTF-16 without a byte-order mark (BOM): save it as UTF-8, or as "
+                              "UTF-16 with a BOM", "undecodable")  # fmt: skip
         raise IngestError("the file is not text (it contains NUL bytes): upload a CSV file", "undecodable")
     try:
         head.decode("utf-8")
@@ -115,11 +120,15 @@ def read_csv(source: str | os.PathLike[str] | bytes, columns: ColumnMap) -> Inge
     del raw
     if _CONTROL.search(text[:SNIFF_BYTES]) and len(_CONTROL.findall(text[:SNIFF_BYTES])) > 8:
         raise IngestError("the file is not readable text (binary content): upload a CSV file", "undecodable")
+    text = text.replace("\x00", "")  # a stray NUL past the first bytes: no database stores it in text
     delimiter = detect_delimiter(text[:SNIFF_BYTES])
+    sep, header = delimiter, _first_record(text[:SNIFF_BYTES])
+    if not any(_count_outside_quotes(header, d) for d in DELIMITERS):  # one column: a comma is part of the text
+        sep = next((c for c in "\x1f\x1e\x1d\x1c" if c not in text), delimiter)
     try:
         frame = pd.read_csv(
             io.StringIO(text),
-            sep=delimiter,
+            sep=sep,
             dtype=str,
             keep_default_na=False,
             na_values=[],
@@ -131,6 +140,9 @@ def read_csv(source: str | os.PathLike[str] | bytes, columns: ColumnMap) -> Inge
         raise IngestError("the file has no header row", "empty-file") from None
     except (pd.errors.ParserError, csv.Error) as exc:
         raise IngestError(f"the CSV cannot be parsed: {_first_line(exc)}", "malformed-csv") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took extra leading fields as an index: data would shift
+        raise IngestError("the CSV cannot be parsed: the first data row has more fields than the header (quote "
+                          "fields that contain the delimiter)", "malformed-csv")  # fmt: skip
     frame.columns = [str(c).strip() for c in frame.columns]
     result = normalise(frame, columns)
     result.encoding, result.delimiter = encoding, delimiter
@@ -165,7 +177,7 @@ def from_records(records: Iterable[Mapping[str, object]], columns: ColumnMap | N
         if name not in frame.columns:
             frame[name] = None
     frame = frame.astype(object).where(frame.notna(), "")
-    frame = frame.map(lambda v: "" if v is None else str(v))
+    frame = frame.map(lambda v: "" if v is None else str(v).replace("\x00", ""))
     return normalise(frame, columns)
 
 
@@ -179,6 +191,9 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
     if rows_read == 0:
         raise IngestError("the file has a header but no rows", "no-rows")
     text = frame[columns.text].map(clean_text)
+    too_long = text.str.len() > MAX_TEXT_CHARS
+    if too_long.any():
+        text = text.where(~too_long, text.str.slice(0, MAX_TEXT_CHARS).str.rstrip())
     row_numbers = pd.Series([str(i + 1) for i in range(rows_read)], index=frame.index)
     doc_id = frame[columns.id].astype(str).str.strip() if columns.id else row_numbers
     generated = doc_id == ""
@@ -187,7 +202,7 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
         generated[:] = True
     keep = text.str.len() > 0
     docs = pd.DataFrame({"doc_id": doc_id[keep].to_numpy(), "text": text[keep].to_numpy()})
-    counts = {"rows_read": rows_read, "empty_dropped": int((~keep).sum())}
+    counts = {"rows_read": rows_read, "empty_dropped": int((~keep).sum()), "truncated_texts": int(too_long[keep].sum())}
     given = docs["doc_id"][~generated[keep].to_numpy()]
     dup = given[given.duplicated(keep=False)]
     if not dup.empty:
@@ -228,16 +243,17 @@ def _parse_dates(values: pd.Series | None) -> tuple[pd.Series | object, int]:
     return dates.to_numpy(), invalid
 
 
-def check_upload(path: str | os.PathLike[str], columns: ColumnMap, full_check_bytes: int = 4 * 1024 * 1024) -> None:
+def check_upload(
+    path: str | os.PathLike[str], columns: ColumnMap, full_check_bytes: int = 4 * 1024 * 1024
+) -> IngestResult | None:
     """Cheap validation of a stored upload before a job is queued; raises :class:`IngestError`.
 
-    Small files are read whole (every error is found now); larger ones by their first bytes: readable text, a
-    header with the named columns, and at least one data row. The worker reads the rest.
+    Small files are read whole (every error is found now; their result is returned); larger ones by their first
+    bytes: readable text and a header with the named columns (None is returned). The worker reads the rest.
     """
     size = os.path.getsize(path)
     if size <= full_check_bytes:
-        read_csv(path, columns)
-        return
+        return read_csv(path, columns)
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     encoding = detect_encoding(head)

@@ -1,0 +1,185 @@
+"""A rate limit per API key (429 with ``Retry-After``), and the error answers every operation documents.
+
+The limit is a token bucket per key, held in each API process's memory: a key may send up to
+``FEEDBACK_THEMES_RATE_LIMIT_PER_MINUTE`` requests at once, then one every ``60 / limit`` seconds (0 turns the limit
+off). With several API processes (``feedback-themes api --workers N``, or several hosts) every process keeps its own
+buckets, so a key may send up to N times the limit. It is checked before the key is looked up, so a flood of
+requests never reaches the database; keys are held only as SHA-256 digests, never as sent.
+
+:func:`install` also completes the OpenAPI document: every operation's error answers (401, 404, 422, 429, ...) are
+documented as ``application/problem+json`` with the ``Problem`` schema, which is what the API sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.api.errors import problem_response
+from service.settings import Settings
+
+MAX_BUCKETS = 100_000  # keys remembered per process; idle (full) buckets are forgotten first
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the rate limit (and the NUL guard) to the app and document the error answers in its OpenAPI schema."""
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RejectNul)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
+    document_problems(app)
+
+
+class RedactTokens(logging.Filter):
+    """Keeps report tokens (``?token=``, a secret in the URL) out of the access log."""
+
+    PATTERN = re.compile(r"(token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.PATTERN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+class RejectNul:
+    """ASGI middleware: 400 for a NUL character in the path, query or a header (ids never hold one, and PostgreSQL
+    refuses it in text, which would otherwise surface as a 500)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if ("\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
+                    or any(b"\x00" in value for _, value in scope.get("headers") or ())):  # fmt: skip
+                detail = "the request's path, query or headers contain a NUL character"
+                await problem_response(400, detail, "nul-character")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class TokenBuckets:
+    """``per_minute`` tokens per key, refilled continuously; :meth:`take` answers how long to wait (0: go)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_BUCKETS):
+        self.capacity, self.rate = float(per_minute), per_minute / 60.0
+        self.clock, self.max_keys = clock, max_keys
+        self.buckets: dict[bytes, tuple[float, float]] = {}  # digest → (tokens, when)
+
+    def take(self, key: bytes) -> float:
+        now = self.clock()
+        tokens, when = self.buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - when) * self.rate)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        self.buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
+        if len(self.buckets) > self.max_keys:
+            self._forget(now)
+        return wait
+
+    def _forget(self, now: float) -> None:
+        """Drop buckets that are full again; if every one is in use, the least recently used half."""
+        refill = self.capacity / self.rate
+        kept = {k: v for k, v in self.buckets.items() if now - v[1] < refill}
+        if len(kept) > self.max_keys // 2:
+            kept = dict(sorted(kept.items(), key=lambda kv: kv[1][1])[len(kept) // 2 :])
+        self.buckets = kept
+
+
+class RateLimit:
+    """ASGI middleware: a request with an ``X-API-Key`` over its key's limit is answered 429, never run."""
+
+    def __init__(self, app: Any, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.per_minute = app, per_minute
+        self.buckets = TokenBuckets(per_minute, clock) if per_minute > 0 else None
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and self.buckets is not None:
+            key = next((v for k, v in scope.get("headers") or () if k == b"x-api-key"), None)
+            if key:
+                wait = self.buckets.take(hashlib.sha256(key).digest())
+                if wait > 0:
+                    seconds = max(1, math.ceil(wait))
+                    detail = (f"this API key sent more than {self.per_minute} requests in a minute; "
+                              f"retry in {seconds} s")  # fmt: skip
+                    answer = problem_response(429, detail, "rate-limited", headers={"Retry-After": str(seconds)})
+                    await answer(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------- OpenAPI: the documented error answers
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "An error (RFC 9457): `type` names the kind of problem, `detail` this occurrence.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "Each invalid field (422)"},
+    },
+}
+DESCRIPTIONS = {
+    400: "Bad request (a malformed body or cursor, a NUL character)",
+    401: "No valid API key in X-API-Key",
+    404: "Not found (or another tenant's)",
+    409: "Conflict with the resource's state",
+    413: "The body is larger than the upload limit",
+    415: "Unsupported media type",
+    422: "Invalid input (the detail names the problem)",
+    429: "Over this API key's rate limit; retry after Retry-After seconds",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Wrap ``app.openapi`` so that every operation documents its problem+json error answers."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        add_problem_answers(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_problem_answers(schema: dict[str, Any]) -> None:
+    """Document the error answers of each operation (idempotent): the ones the API can give it, as problem+json."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            params = {p.get("in"): p for p in operation.get("parameters", [])}
+            statuses: set[int] = set()
+            if operation.get("security"):
+                statuses |= {401, 429}
+            if params or "requestBody" in operation:
+                statuses |= {400, 422}
+            if "path" in params:
+                statuses |= {404, 409}
+            if "requestBody" in operation:
+                statuses |= {413, 415}
+            statuses |= {int(s) for s in responses if s.isdigit() and int(s) >= 400}
+            for status in sorted(statuses):
+                answer = responses.setdefault(str(status), {"description": DESCRIPTIONS.get(status, "Error")})
+                answer["content"] = content
+                if status == 429:
+                    answer["headers"] = RETRY_AFTER

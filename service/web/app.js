@@ -1,0 +1,541 @@
+// feedback-themes web page: plain JavaScript over the /v1 API.
+// Every piece of data (comments above all: they are untrusted HTML) goes into the page as text (textContent,
+// createTextNode, attribute values); nothing is ever parsed as HTML.
+"use strict";
+
+const REPORTS = ["themes", "document_themes", "documents", "theme_trends", "theme_impact"];
+const COLOURS = ["#0b57d0", "#c5221f", "#137333", "#b06000", "#8430ce", "#007b83", "#d01884", "#5f6368"];
+const state = {
+  key: sessionStorage.getItem("ft-key") || "",
+  project: null,
+  themes: [],
+  trends: null,
+  sort: { key: "size", dir: -1 },
+  theme: null,
+  memberCursor: null,
+  charts: {},
+  file: null,
+};
+window.feedbackThemes = state; // for the browser test and the curious
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  return node;
+}
+
+// ---------------------------------------------------------------- API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && (body.detail || body.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { "X-API-Key": state.key, ...(options.headers || {}) };
+  let body = options.body;
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(body);
+  }
+  const response = await fetch(path, { ...options, headers, body });
+  if (options.raw && response.ok) return response;
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text.slice(0, 200) }; }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+function say(id, message, isError = false) {
+  const node = $(id);
+  node.textContent = message;
+  node.classList.toggle("error", isError);
+}
+
+// ---------------------------------------------------------------- key and projects
+
+async function useKey(key) {
+  state.key = key.trim();
+  try {
+    const page = await api("/v1/projects?limit=500");
+    sessionStorage.setItem("ft-key", state.key);
+    say("key-status", `Key accepted: ${page.projects.length} project(s).`);
+    fillProjects(page.projects);
+    $("upload-section").hidden = false;
+  } catch (error) {
+    say("key-status", `That key did not work: ${error.message}`, true);
+    $("upload-section").hidden = true;
+  }
+}
+
+function fillProjects(projects) {
+  const select = $("project");
+  select.replaceChildren(el("option", { value: "", text: "Start a new project" }));
+  for (const p of projects) {
+    const name = p.name || p.id.slice(0, 8);
+    select.append(el("option", { value: p.id, text: `${name} — ${p.n_documents} comments, ${p.n_themes} themes` }));
+  }
+  if (state.project) select.value = state.project;
+}
+
+// ---------------------------------------------------------------- CSV preview and column mapping
+
+function detectDelimiter(line) {
+  let best = ",", count = -1;
+  for (const d of [",", ";", "\t", "|"]) {
+    const n = line.split(d).length;
+    if (n > count) { best = d; count = n; }
+  }
+  return best;
+}
+
+function parseCsv(text, delimiter, maxRows) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length && rows.length < maxRows; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === delimiter) { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); field = "";
+      if (row.some((f) => f !== "")) rows.push(row);
+      row = [];
+    } else field += c;
+  }
+  if ((field || row.length) && rows.length < maxRows) { row.push(field); rows.push(row); }
+  return rows;
+}
+
+function guess(headers, pattern) {
+  return headers.find((h) => pattern.test(h.trim())) || "";
+}
+
+async function previewFile(file) {
+  state.file = file;
+  const buffer = await file.slice(0, 256 * 1024).arrayBuffer();
+  const bytes = new Uint8Array(buffer);
+  let text;
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) text = new TextDecoder("utf-16le").decode(bytes);
+  else if (bytes[0] === 0xfe && bytes[1] === 0xff) text = new TextDecoder("utf-16be").decode(bytes);
+  else {
+    try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); }
+    catch (e) { text = new TextDecoder("windows-1252").decode(bytes); }
+  }
+  text = text.replace(/^\uFEFF/, "");
+  const rows = parseCsv(text, detectDelimiter(text.split(/\r?\n/, 1)[0]), 9);
+  if (!rows.length) { say("upload-status", "The file looks empty.", true); return; }
+  const headers = rows[0];
+  const table = $("preview-table");
+  table.tHead.replaceChildren(el("tr", {}, ...headers.map((h) => el("th", { scope: "col", text: h }))));
+  table.tBodies[0].replaceChildren(...rows.slice(1).map((r) => el("tr", {}, ...headers.map((_, i) => el("td", { text: r[i] ?? "" })))));
+  $("preview").hidden = false;
+  const picks = {
+    "map-text": guess(headers, /^(text|comment|comments|review|review text|feedback|body|message|answer|verbatim)$/i) ||
+      guess(headers, /text|comment|review|feedback/i) || headers[0],
+    "map-rating": guess(headers, /^(rating|score|stars|nps|grade)$/i) || guess(headers, /rating|stars|nps/i),
+    "map-date": guess(headers, /^(date|created|created_at|timestamp|time|submitted)$/i) || guess(headers, /date/i),
+    "map-id": guess(headers, /^(id|review_id|comment_id|ticket_id|uuid)$/i),
+  };
+  for (const [id, pick] of Object.entries(picks)) {
+    const select = $(id);
+    const options = id === "map-text" ? [] : [el("option", { value: "", text: "(none)" })];
+    select.replaceChildren(...options, ...headers.map((h) => el("option", { value: h, text: h })));
+    select.value = pick;
+  }
+  $("mapping").disabled = false;
+  $("upload-button").disabled = false;
+  say("upload-status", `${file.name}: ${headers.length} columns. Check the mapping, then upload.`);
+}
+
+// ---------------------------------------------------------------- upload and progress
+
+async function upload(event) {
+  event.preventDefault();
+  if (!state.file) return;
+  const form = new FormData();
+  form.append("file", state.file, state.file.name);
+  form.append("text_column", $("map-text").value);
+  for (const [field, id] of [["rating_column", "map-rating"], ["date_column", "map-date"], ["id_column", "map-id"]]) {
+    if ($(id).value) form.append(field, $(id).value);
+  }
+  if ($("project").value) form.append("project", $("project").value);
+  $("upload-button").disabled = true;
+  say("upload-status", "Uploading…");
+  try {
+    const job = await api("/v1/jobs", { method: "POST", body: form });
+    state.project = job.project_id;
+    $("job").hidden = false;
+    setProgress(0, "queued");
+    say("upload-status", "Uploaded; the analysis is running.");
+    await watch(job.id);
+  } catch (error) {
+    say("upload-status", `Upload refused: ${error.message}`, true);
+  } finally {
+    $("upload-button").disabled = false;
+  }
+}
+
+function setProgress(fraction, stage) {
+  const percent = Math.round(fraction * 100);
+  $("job-progress").value = percent;
+  $("job-progress").textContent = `${percent}%`;
+  $("job-percent").textContent = `${percent}%`;
+  $("job-stage").textContent = stage ? `(${stage})` : "";
+}
+
+async function watch(jobId) {
+  for (;;) {
+    const job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
+    setProgress(job.progress, job.status === "succeeded" ? "done" : job.stage || job.status);
+    if (job.status === "succeeded") {
+      say("upload-status", `Done: ${job.counts.documents ?? "?"} comments analysed.`);
+      const projects = await api("/v1/projects?limit=500");
+      fillProjects(projects.projects);
+      await openProject(job.project_id);
+      return;
+    }
+    if (job.status === "failed") {
+      say("upload-status", `The job failed: ${(job.error && (job.error.detail || job.error.title)) || "unknown error"}`, true);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+// ---------------------------------------------------------------- the theme explorer
+
+async function openProject(projectId) {
+  state.project = projectId;
+  $("project").value = projectId;
+  try {
+    const [project, page, trends, stats] = await Promise.all([
+      api(`/v1/projects/${projectId}`),
+      api(`/v1/projects/${projectId}/themes?limit=500&include_hidden=true`),
+      api(`/v1/projects/${projectId}/trends`),
+      api(`/v1/projects/${projectId}/stats`),
+    ]);
+    state.themes = page.themes;
+    state.trends = trends;
+    state.stats = stats;
+    $("project-summary").textContent =
+      `${project.name || project.id}: ${project.n_documents} comments, ${project.n_themes} themes` +
+      (trends.period ? `, trends by ${trends.period}.` : ", no dates (no trends).");
+    $("explorer").hidden = false;
+    $("theme-view").hidden = true;
+    renderThemes();
+    renderCharts();
+    renderDownloads();
+  } catch (error) {
+    say("upload-status", `Could not open the project: ${error.message}`, true);
+  }
+}
+
+function sortValue(theme, key) {
+  switch (key) {
+    case "label": return theme.label.toLowerCase();
+    case "sentiment": return theme.sentiment.mean;
+    case "rating": return theme.rating ? theme.rating.mean : -Infinity;
+    case "impact": return theme.impact ? theme.impact.coef : -Infinity;
+    default: return theme[key];
+  }
+}
+
+function visibleThemes() {
+  const query = $("search").value.trim().toLowerCase();
+  const showHidden = $("show-hidden").checked;
+  return state.themes
+    .filter((t) => showHidden || !t.hidden)
+    .filter((t) => !query || t.label.toLowerCase().includes(query) || t.keywords.some((k) => k.toLowerCase().includes(query)))
+    .sort((a, b) => {
+      const x = sortValue(a, state.sort.key), y = sortValue(b, state.sort.key);
+      return (x < y ? -1 : x > y ? 1 : a.id - b.id) * state.sort.dir;
+    });
+}
+
+function series(themeId) {
+  const t = state.trends && state.trends.themes.find((s) => s.theme_id === themeId);
+  return t ? t.shares : [];
+}
+
+function sparkline(values, label) {
+  const width = 90, height = 22;
+  const box = svg("svg", { class: "spark", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  if (values.length > 1) {
+    const max = Math.max(...values) || 1;
+    const points = values.map((v, i) => `${(i / (values.length - 1)) * (width - 2) + 1},${height - 1 - (v / max) * (height - 2)}`);
+    box.append(svg("polyline", { points: points.join(" ") }));
+  }
+  return box;
+}
+
+function sentimentBar(sentiment, width = 120) {
+  const box = svg("svg", {
+    class: "bar", width, height: 14, viewBox: `0 0 ${width} 14`, role: "img",
+    "aria-label": `negative ${pct(sentiment.negative)}, neutral ${pct(sentiment.neutral)}, positive ${pct(sentiment.positive)}`,
+  });
+  let x = 0;
+  for (const part of ["negative", "neutral", "positive"]) {
+    const w = sentiment[part] * width;
+    box.append(svg("rect", { class: part, x, y: 0, width: w, height: 14 }));
+    x += w;
+  }
+  return box;
+}
+
+const pct = (v) => `${(v * 100).toFixed(1)}%`;
+const signed = (v) => (v >= 0 ? "+" : "") + v.toFixed(2);
+
+function impactText(impact) {
+  return impact ? `${signed(impact.coef)} [${signed(impact.low)}, ${signed(impact.high)}]` : "—";
+}
+
+function renderThemes() {
+  for (const th of document.querySelectorAll("#themes-table th[data-key]")) {
+    th.setAttribute("aria-sort", th.dataset.key === state.sort.key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
+  }
+  const rows = visibleThemes().map((t) => {
+    const name = el("td", {}, el("button", { type: "button", class: "theme-link", "data-theme": t.id, text: t.label, onclick: () => openTheme(t.id) }));
+    if (t.emerging) name.append(el("span", { class: "badge emerging", title: `emerging (${t.emerging_reason})`, text: "▲ emerging" }));
+    if (t.hidden) name.append(el("span", { class: "badge hidden", text: "hidden" }));
+    if (t.merged && t.merged.length) name.append(el("span", { class: "badge", text: `+${t.merged.length} merged` }));
+    return el("tr", { "data-theme": t.id },
+      name,
+      el("td", { class: "num", text: t.size }),
+      el("td", { class: "num", text: pct(t.share) }),
+      el("td", { title: `mean ${signed(t.sentiment.mean)}` }, sentimentBar(t.sentiment)),
+      el("td", { class: "num", text: t.rating ? t.rating.mean.toFixed(2) : "—" }),
+      el("td", { class: "num", text: impactText(t.impact) }),
+      el("td", {}, sparkline(series(t.id), `share per ${state.trends && state.trends.period}`)));
+  });
+  $("themes-table").tBodies[0].replaceChildren(...rows);
+}
+
+function chart(id, config) {
+  if (state.charts[id]) state.charts[id].destroy();
+  if (!window.Chart) return null;
+  state.charts[id] = new window.Chart($(id), config);
+  return state.charts[id];
+}
+
+function renderCharts() {
+  const shown = state.themes.filter((t) => !t.hidden);
+  const maxSize = Math.max(1, ...shown.map((t) => t.size));
+  chart("chart-bubble", {
+    type: "bubble",
+    data: { datasets: [{ label: "themes", backgroundColor: "rgba(11,87,208,.35)", borderColor: "#0b57d0",
+      data: shown.map((t) => ({ x: t.sentiment.mean, y: t.size, r: 4 + 16 * Math.sqrt(t.size / maxSize), label: t.label })) }] },
+    options: {
+      animation: false,
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.raw.label}: ${c.raw.y} comments, sentiment ${signed(c.raw.x)}` } } },
+      scales: { x: { title: { display: true, text: "mean sentiment" }, min: -1, max: 1 }, y: { title: { display: true, text: "comments" }, beginAtZero: true } },
+    },
+  });
+  const trends = state.trends;
+  const top = [...shown].sort((a, b) => b.size - a.size).slice(0, 8);
+  chart("chart-shares", {
+    type: "line",
+    data: { labels: trends.periods, datasets: top.map((t, i) => ({ label: t.label, data: series(t.id).map((v) => v * 100),
+      borderColor: COLOURS[i % COLOURS.length], backgroundColor: COLOURS[i % COLOURS.length], tension: 0.2, pointRadius: 1 })) },
+    options: { animation: false, scales: { y: { title: { display: true, text: "% of comments" }, beginAtZero: true } },
+      plugins: { legend: { position: "bottom", labels: { boxWidth: 10 } } } },
+  });
+  const h = state.stats.sentiment_histogram;
+  chart("chart-sentiment", {
+    type: "bar",
+    data: { labels: h.counts.map((_, i) => `${h.edges[i].toFixed(1)}…${h.edges[i + 1].toFixed(1)}`),
+      datasets: [{ label: "comments", data: h.counts, backgroundColor: h.counts.map((_, i) => (i < 5 ? "#c5221f" : "#137333")) }] },
+    options: { animation: false, plugins: { legend: { display: false } },
+      scales: { x: { title: { display: true, text: "sentiment score" } }, y: { beginAtZero: true } } },
+  });
+  const s = state.stats.sentiment;
+  $("sentiment-caption").textContent =
+    `Sentiment of all ${state.stats.documents} comments: ${s.negative} negative, ${s.neutral} neutral, ${s.positive} positive`;
+}
+
+// ---------------------------------------------------------------- downloads and report tokens
+
+function renderDownloads() {
+  const list = $("downloads");
+  list.replaceChildren(...REPORTS.flatMap((name) => ["csv", "parquet"].map((ext) =>
+    el("li", {}, el("button", { type: "button", "data-report": `${name}.${ext}`, text: `${name}.${ext}`, onclick: () => download(name, ext) })))));
+}
+
+async function download(name, ext) {
+  const bom = ext === "csv" && $("excel-bom").checked ? "?bom=1" : "";
+  try {
+    const response = await api(`/v1/projects/${state.project}/reports/${name}.${ext}${bom}`, { raw: true });
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: `${name}.${ext}` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    say("upload-status", `Download failed: ${error.message}`, true);
+  }
+}
+
+async function makeToken() {
+  try {
+    const made = await api(`/v1/projects/${state.project}/report-token`, { method: "POST" });
+    $("token-urls").replaceChildren(...Object.entries(made.urls).filter(([n]) => n.endsWith(".csv"))
+      .map(([n, url]) => el("li", {}, el("strong", { text: `${n}: ` }), el("code", { text: url }))));
+    $("token-out").hidden = false;
+  } catch (error) {
+    say("upload-status", `Could not create a report URL: ${error.message}`, true);
+  }
+}
+
+// ---------------------------------------------------------------- one theme
+
+function highlighted(text, keywords) {
+  // Marks the theme's keywords in the comment. Builds text nodes and <mark> elements: the comment is never HTML.
+  const words = [...new Set(keywords.flatMap((k) => [k, ...k.split(/\s+/)]))].filter((w) => w.length > 2)
+    .sort((a, b) => b.length - a.length).map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const fragment = document.createDocumentFragment();
+  if (!words.length) { fragment.append(document.createTextNode(text)); return fragment; }
+  const pattern = new RegExp(`\\b(${words.join("|")})\\b`, "giu");
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    fragment.append(document.createTextNode(text.slice(last, match.index)));
+    fragment.append(el("mark", { text: match[0] }));
+    last = match.index + match[0].length;
+  }
+  fragment.append(document.createTextNode(text.slice(last)));
+  return fragment;
+}
+
+async function openTheme(themeId) {
+  try {
+    const detail = await api(`/v1/projects/${state.project}/themes/${themeId}?limit=20`);
+    state.theme = detail.theme;
+    state.memberCursor = detail.next_cursor;
+    renderTheme(detail.theme);
+    $("theme-comments").replaceChildren();
+    appendMembers(detail.members);
+    $("explorer").hidden = true;
+    $("theme-view").hidden = false;
+    $("theme-title").focus();
+  } catch (error) {
+    say("upload-status", `Could not open theme ${themeId}: ${error.message}`, true);
+  }
+}
+
+function appendMembers(members) {
+  const keywords = state.theme.keywords;
+  for (const m of members) {
+    const meta = [`activation ${m.activation.toFixed(2)}`];
+    if (m.sentiment_label) meta.push(m.sentiment_label);
+    if (m.rating !== null && m.rating !== undefined) meta.push(`rating ${m.rating}`);
+    $("theme-comments").append(el("li", { "data-doc": m.doc_id }, highlighted(m.text, keywords), el("span", { class: "meta", text: `(${meta.join(", ")})` })));
+  }
+  $("more-comments").hidden = !state.memberCursor;
+}
+
+async function moreMembers() {
+  const page = await api(`/v1/projects/${state.project}/themes/${state.theme.id}?limit=20&cursor=${encodeURIComponent(state.memberCursor)}`);
+  state.memberCursor = page.next_cursor;
+  appendMembers(page.members);
+}
+
+function renderTheme(t) {
+  $("theme-title").textContent = t.label;
+  const facts = [
+    ["Theme id", t.id], ["Comments", `${t.size} (${pct(t.share)})`],
+    ["Mean rating", t.rating ? `${t.rating.mean.toFixed(2)} over ${t.rating.count}` : "—"],
+    ["Impact on rating", impactText(t.impact)],
+    ["Emerging", t.emerging ? `yes (${t.emerging_reason})` : "no"],
+  ];
+  if (t.original_label) facts.push(["Generated name", t.original_label]);
+  if (t.hidden) facts.push(["Hidden", "yes"]);
+  $("theme-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  $("theme-keywords").replaceChildren(...t.keywords.map((k) => el("li", { text: k })));
+  $("theme-sentiment").replaceChildren(sentimentBar(t.sentiment, 300),
+    el("p", { text: `mean ${signed(t.sentiment.mean)}: ${pct(t.sentiment.negative)} negative, ${pct(t.sentiment.neutral)} neutral, ${pct(t.sentiment.positive)} positive` }));
+  const trend = state.trends.themes.find((s) => s.theme_id === t.id);
+  chart("chart-theme-trend", {
+    type: "line",
+    data: { labels: state.trends.periods, datasets: [{ label: "comments", data: trend ? trend.counts : [], borderColor: "#0b57d0", tension: 0.2 }] },
+    options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "comments" } } } },
+  });
+  $("theme-trend-caption").textContent = state.trends.period ? `Comments per ${state.trends.period}` : "No dates: no trend.";
+  $("rename").value = t.label;
+  $("toggle-hidden").textContent = t.hidden ? "Show this theme again" : "Hide this theme";
+  const others = state.themes.filter((o) => o.id !== t.id);
+  $("merge-select").replaceChildren(...others.map((o) => el("option", { value: o.id, text: `${o.label} (${o.size})` })));
+  $("merged-list").replaceChildren(...(t.merged || []).map((id) =>
+    el("li", {}, `Theme ${id} is merged into this one. `, el("button", { type: "button", text: `Separate theme ${id} again`, onclick: () => edit(`/themes/${id}/unmerge`, "POST", null, `Theme ${id} separated again.`) }))));
+}
+
+async function edit(path, method, body, message) {
+  try {
+    const theme = await api(`/v1/projects/${state.project}${path}`, { method, body });
+    const page = await api(`/v1/projects/${state.project}/themes?limit=500&include_hidden=true`);
+    state.themes = page.themes;
+    state.trends = await api(`/v1/projects/${state.project}/trends`);
+    const current = state.themes.find((x) => x.id === state.theme.id) || theme;
+    state.theme = current;
+    renderTheme(current);
+    renderThemes();
+    renderCharts();
+    say("edit-status", message);
+  } catch (error) {
+    say("edit-status", `Not saved: ${error.message}`, true);
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("key-form").addEventListener("submit", (e) => { e.preventDefault(); useKey($("api-key").value); });
+  $("file").addEventListener("change", (e) => { if (e.target.files[0]) previewFile(e.target.files[0]); });
+  $("upload-form").addEventListener("submit", upload);
+  $("open-project").addEventListener("click", () => { if ($("project").value) openProject($("project").value); });
+  $("search").addEventListener("input", renderThemes);
+  $("show-hidden").addEventListener("change", renderThemes);
+  for (const th of document.querySelectorAll("#themes-table th[data-key]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      const key = th.dataset.key;
+      state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === "label" ? 1 : -1 };
+      renderThemes();
+    });
+  }
+  $("back").addEventListener("click", () => { $("theme-view").hidden = true; $("explorer").hidden = false; });
+  $("more-comments").addEventListener("click", moreMembers);
+  $("make-token").addEventListener("click", makeToken);
+  $("rename-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    edit(`/themes/${state.theme.id}`, "PATCH", { label: $("rename").value }, "Renamed.");
+  });
+  $("reset-name").addEventListener("click", () => edit(`/themes/${state.theme.id}`, "PATCH", { label: "" }, "Generated name restored."));
+  $("toggle-hidden").addEventListener("click", () =>
+    edit(`/themes/${state.theme.id}`, "PATCH", { hidden: !state.theme.hidden }, state.theme.hidden ? "Shown again." : "Hidden."));
+  $("merge-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const other = Number($("merge-select").value);
+    edit(`/themes/${state.theme.id}/merge`, "POST", { themes: [other] }, `Theme ${other} merged into this one.`);
+  });
+  if (state.key) { $("api-key").value = state.key; useKey(state.key); }
+});

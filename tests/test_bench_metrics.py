@@ -1,0 +1,132 @@
+"""Benchmark metrics on hand-made fixtures, and a smoke test of the `bench quality` harness."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from worker.benchmarks import metrics as M
+
+# 8 documents: labels a (0-3), b (4-5), c (6-7); document 3 also has label b (multi-label).
+LABELS = [["a"], ["a"], ["a"], ["a", "b"], ["b"], ["b"], ["c"], ["c"]]
+THEMES = [np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([6])]
+
+
+def test_label_recovery_best_f1_per_label():
+    rec = M.label_recovery(THEMES, LABELS, min_support=1)
+    # a: theme0 P=1 R=3/4 → F1=6/7; b: theme1 P=1 R=1 → 1; c: theme2 P=1 R=1/2 → 2/3.
+    assert rec["per_label"] == pytest.approx({"a": 6 / 7, "b": 1.0, "c": 2 / 3})
+    assert rec["mean_f1"] == pytest.approx((6 / 7 + 1 + 2 / 3) / 3)
+    assert rec["share_recovered"] == 1.0
+    assert M.label_recovery(THEMES, LABELS, min_support=3)["n_labels"] == 2  # c has 2 documents
+
+
+def test_label_recovery_without_themes_is_zero():
+    rec = M.label_recovery([], LABELS, min_support=1)
+    assert rec["mean_f1"] == 0.0 and rec["share_recovered"] == 0.0
+
+
+def test_theme_precision_is_size_weighted():
+    themes = [np.array([0, 1, 4, 6]), np.array([6, 7])]  # best label a: 2/4; c: 2/2
+    assert M.theme_precision(themes, LABELS) == pytest.approx((0.5 * 4 + 1.0 * 2) / 6)
+    assert np.isnan(M.theme_precision([], LABELS))
+
+
+def test_outliers_and_duplicates():
+    assert M.outlier_share(THEMES, 8) == pytest.approx(1 / 8)
+    assert M.outlier_share([np.array([0, 0, 1])], 4) == 0.5
+
+
+def test_micro_f1_maps_each_theme_to_its_best_label():
+    out = M.micro_f1(THEMES, LABELS)
+    # predictions: 0,1,2→a; 3,4,5→b; 6→c. Gold pairs 9, predicted 7, all correct.
+    assert out["precision"] == pytest.approx(1.0)
+    assert out["recall"] == pytest.approx(7 / 9)
+    assert out["f1"] == pytest.approx(2 * 7 / 9 / (1 + 7 / 9))
+
+
+def test_stability_jaccard_matching():
+    a = [np.array([0, 1, 2, 3]), np.array([4, 5])]
+    b = [np.array([0, 1, 2]), np.array([5, 6, 7])]  # J=3/4 and J=1/4
+    assert M.stability(a, b, 8) == 0.5
+    assert M.stability(b, a, 8) == 0.5
+    assert M.stability(a, a, 8) == 1.0
+    assert M.mean_stability([a, b], 8) == 0.5
+    assert np.isnan(M.stability([], b, 8))
+
+
+def test_spearman_and_accuracy():
+    assert M.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert np.isnan(M.spearman([1, 2], [1, 2]))
+    acc, n = M.accuracy(["positive", "negative", "neutral"], ["positive", None, "negative"])
+    assert (acc, n) == (0.5, 2)
+
+
+def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
+    """`bench quality --csv` with sae and kmeans on synthetic two-cluster data (embeddings stubbed)."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from worker.benchmarks import datasets
+
+    rng = np.random.default_rng(0)
+    rows = [f"{topic} complaint number {i}" for topic in ("refund", "delivery", "sizing") for i in range(30)]
+    labels = [r.split()[0] + (";late" if r.startswith("delivery") and i % 2 else "") for i, r in enumerate(rows)]
+    path = tmp_path / "tiny.csv"
+    path.write_text("text,label\n" + "\n".join(f"{t},{lab}" for t, lab in zip(rows, labels)) + "\n")
+    centres = rng.normal(size=(3, 16))
+
+    def fake_embed(texts, cache_dir=None, model=None):
+        topic = {"refund": 0, "delivery": 1, "sizing": 2}
+        X = np.stack([centres[topic[t.split()[0]]] for t in texts]) + 0.1 * rng.normal(size=(len(texts), 16))
+        return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+    monkeypatch.setattr(datasets, "embed", fake_embed)
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(app, ["bench", "quality", "--csv", str(path), "--label-column", "label",
+                                      "--label-sep", ";", "--systems", "sae,kmeans", "--seeds", "0,1",
+                                      "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| sae |" in result.output and "| kmeans |" in result.output
+    data = json.loads(out.read_text())
+    assert data["n_gold_labels"] == 4
+    for system in ("sae", "kmeans"):
+        s = data["systems"][system]
+        assert 0.0 <= s["label_recovery"] <= 1.0 and s["n_themes"] >= 1
+        assert s["micro_f1"] is not None  # the gold is multi-label
+        assert 0.0 <= s["stability"] <= 1.0
+    assert data["systems"]["kmeans"]["label_recovery"] > 0.5
+
+
+def test_parent_themes_group_close_features():
+    from worker.stages.themes import Theme, ThemeOptions, parent_themes
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=16), rng.normal(size=16)
+    # features 0-3 point near a, 4-7 near b
+    decoder = np.stack([a + 0.05 * rng.normal(size=16) for _ in range(4)] + [b + 0.05 * rng.normal(size=16) for _ in range(4)], axis=1)
+    themes = [Theme(id=f, features=[f], members=np.arange(10 * f, 10 * f + 10), activations=np.ones(10)) for f in range(8)]
+    parents = parent_themes(themes, decoder, ThemeOptions(parent_levels=(4,)))
+    assert sorted(tuple(p.features) for p in parents) == [(0, 1, 2, 3), (4, 5, 6, 7)]
+    assert [len(p.members) for p in parents] == [40, 40]
+    assert parent_themes(themes[:3], decoder) == []
+
+
+def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():
+    from worker.stages.sentiment import calibrate_on_ratings, rating_classes
+
+    assert rating_classes(np.array([1, 2, 3, 4, 5, np.nan])).tolist() == [
+        "negative", "negative", "neutral", "positive", "positive", None]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 8)).astype(np.float32)
+    ratings = np.where(X[:, 0] > 0, 5.0, 1.0)
+    ratings[150:] = np.nan  # unrated rows get scored
+    out = calibrate_on_ratings(X, np.zeros(200, np.float32), ratings)
+    assert out["calibrated"]
+    truth = np.where(X[150:, 0] > 0, "positive", "negative")
+    assert np.mean(out["labels"][150:] == truth) > 0.9
+    assert np.all(np.sign(out["scores"][150:]) == np.where(truth == "positive", 1, -1))
+    few = calibrate_on_ratings(X[:10], np.full(10, 0.5, np.float32), ratings[:10])
+    assert not few["calibrated"] and list(few["labels"]) == ["positive"] * 10

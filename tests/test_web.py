@@ -1,0 +1,187 @@
+"""The web page in a real headless Chromium against the real service (``feedback-themes serve``: API + worker):
+enter a key, upload a CSV, watch the bar reach 100%, explore themes and charts, open a theme, rename and merge.
+Screenshots go to test-artifacts/ (gitignored)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service_harness import ROOT, Processes, create_key, free_port, service_env, wait_healthy
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+XSS_ID = "R9999"
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("needs Chromium at /usr/bin/chromium (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the Python package playwright (test extras)")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1280, "height": 900}, accept_downloads=True,
+        )  # fmt: skip
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def service(tmp_path):
+    env = service_env(tmp_path / "data")
+    key = create_key(env, "webtester")
+    port = free_port()
+    procs = Processes(tmp_path / "logs")
+    procs.start("serve", ["serve", "--port", str(port)], env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}", key
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        procs.stop_all()
+        ARTIFACTS.mkdir(exist_ok=True)
+        for log in (tmp_path / "logs").glob("*.log"):
+            shutil.copy(log, ARTIFACTS / f"web-{log.name}")
+
+
+def upload_file(sample_csv: Path, tmp_path: Path) -> Path:
+    """The sample reviews plus one comment that is an HTML/script injection attempt."""
+    rows = list(csv.reader(sample_csv.open(encoding="utf-8")))
+    rows.append([XSS_ID, "2026-03-01", "1", f"{XSS} The colour faded badly after the first wash.", "fabric", "negative"])
+    path = tmp_path / "reviews.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, tmp_path):
+    base, key = service
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/")
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#upload-section:not([hidden])")
+
+    page.set_input_files("#file", str(upload_file(sample_csv, tmp_path)))
+    page.wait_for_selector("#preview-table tbody tr")
+    assert page.locator("#preview-table thead th").all_text_contents()[:4] == ["id", "date", "rating", "text"]
+    assert [page.input_value(f"#map-{c}") for c in ("text", "rating", "date", "id")] == ["text", "rating", "date", "id"]
+    page.screenshot(path=str(ARTIFACTS / "web-1-preview.png"), full_page=True)
+
+    page.evaluate("""() => { window.__seen = [];
+        new MutationObserver(() => window.__seen.push(Number(document.getElementById('job-progress').value)))
+          .observe(document.getElementById('job-progress'), {attributes: true, childList: true}); }""")
+    page.click("#upload-button")
+    page.wait_for_function("() => document.getElementById('job-progress').value === 100", timeout=420_000, polling=200)
+    seen = page.evaluate("() => window.__seen")
+    assert seen == sorted(seen) and seen[-1] == 100 and len(set(seen)) >= 3, seen
+    assert page.text_content("#job-percent") == "100%"
+
+    page.wait_for_selector("#explorer:not([hidden]) #themes-table tbody tr")
+    rows = page.locator("#themes-table tbody tr")
+    assert rows.count() >= 5
+    page.wait_for_function("() => window.feedbackThemes.charts['chart-bubble'] && "
+                           "window.feedbackThemes.charts['chart-bubble'].data.datasets[0].data.length > 0")  # fmt: skip
+    for chart in ("chart-bubble", "chart-shares", "chart-sentiment"):
+        drawn = page.evaluate(f"""() => {{ const c = document.getElementById('{chart}');
+            const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n; }}""")
+        assert drawn > 500, (chart, drawn)
+    page.click("#themes-table th[data-key=share] button")  # sorting: descending share, then ascending
+    page.click("#themes-table th[data-key=share] button")
+    assert page.get_attribute("#themes-table th[data-key=share]", "aria-sort") == "ascending"
+    shares = [float(s.rstrip("%")) for s in page.locator("#themes-table tbody tr td:nth-child(3)").all_text_contents()]
+    assert shares == sorted(shares)
+    first_label = page.locator("#themes-table tbody tr .theme-link").first.text_content()
+    page.fill("#search", first_label)
+    assert 1 <= rows.count() < len(shares)
+    page.fill("#search", "")
+    page.screenshot(path=str(ARTIFACTS / "web-2-themes.png"), full_page=True)
+
+    # the theme holding the injected comment: its text shows as text, nothing runs
+    client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+    project = client.get("/v1/projects").json()["projects"][0]["id"]
+    links = list(csv.DictReader(io.StringIO(client.get(f"/v1/projects/{project}/reports/document_themes.csv").text)))
+    theme_id = next(r["theme_id"] for r in links if r["doc_id"] == XSS_ID)
+    page.click(f"#themes-table tbody tr[data-theme='{theme_id}'] .theme-link")
+    page.wait_for_selector("#theme-view:not([hidden]) #theme-comments li")
+    while not page.locator(f"#theme-comments li[data-doc='{XSS_ID}']").count():
+        page.click("#more-comments")
+        page.wait_for_timeout(300)
+    comment = page.locator(f"#theme-comments li[data-doc='{XSS_ID}']")
+    assert XSS in comment.text_content()
+    assert page.locator("#theme-comments img, #theme-comments script").count() == 0
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("#theme-keywords li").count() >= 5 and page.locator("#theme-comments mark").count() >= 1
+    page.wait_for_function("() => window.feedbackThemes.charts['chart-theme-trend'].data.datasets[0].data.length > 0")
+
+    # rename and merge through the page; the API (and so the reports) follow
+    page.fill("#rename", "Colour fades <b>fast</b>")
+    page.click("#rename-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('edit-status').textContent === 'Renamed.'")
+    assert page.text_content("#theme-title") == "Colour fades <b>fast</b>"
+    other = page.locator("#merge-select option").first.get_attribute("value")
+    page.select_option("#merge-select", other)
+    page.click("#merge-form button[type=submit]")
+    page.wait_for_selector("#merged-list li")
+    page.screenshot(path=str(ARTIFACTS / "web-3-theme.png"), full_page=True)
+    theme = client.get(f"/v1/projects/{project}/themes/{theme_id}").json()["theme"]
+    assert theme["label"] == "Colour fades <b>fast</b>" and theme["merged"] == [int(other)]
+    themes_csv = client.get(f"/v1/projects/{project}/reports/themes.csv", params={"bom": 1})
+    assert themes_csv.content.startswith("\ufeff".encode())
+    rows_csv = {r["theme_id"]: r for r in csv.DictReader(io.StringIO(themes_csv.content.decode("utf-8-sig")))}
+    assert rows_csv[theme_id]["label"] == "Colour fades <b>fast</b>" and other not in rows_csv
+
+    page.click("#back")
+    page.wait_for_selector("#explorer:not([hidden])")
+    with page.expect_download() as download:
+        page.click("#downloads button[data-report='themes.csv']")
+    saved = ARTIFACTS / "web-themes.csv"
+    download.value.save_as(saved)
+    assert saved.read_bytes().startswith("\ufeff".encode()) and b"Colour fades <b>fast</b>" in saved.read_bytes()
+    assert not errors, errors
+
+
+def test_page_and_static_files_are_served_safely(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.settings import get_settings
+
+    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FEEDBACK_THEMES_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    client = TestClient(create_app())
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe" not in csp
+    for path, kind in (("/static/app.js", "text/javascript"), ("/static/styles.css", "text/css"),
+                       ("/static/vendor/chart.umd.min.js", "text/javascript"), ("/static/favicon.svg", "image/svg")):
+        response = client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind), path
+    for path in ("/static/../routes_web.py", "/static/%2e%2e/api/app.py", "/static/vendor/build.sh", "/static/nope.js"):
+        assert client.get(path).status_code == 404, path
+    script = client.get("/static/app.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
+    assert "Chart.js v4" in client.get("/static/vendor/chart.umd.min.js").text[:100]
+    get_settings.cache_clear()

@@ -1,0 +1,170 @@
+"""Loaders for the labelled data sets in ``../shared/data`` and for any labelled CSV.
+
+Every loader returns a :class:`LabelledSet`: texts, gold labels per text (a list: several for SemEval), and where
+the source has it a 3-class sentiment per text (``negative`` / ``neutral`` / ``positive``) and a rating.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DATASETS = ("banking77", "airline", "semeval", "clothing")
+#: Clothing reviews are subsampled (fixed seed) to keep CPU embedding time reasonable.
+CLOTHING_SAMPLE = 4_000
+SAMPLE_SEED = 0
+
+
+@dataclass
+class LabelledSet:
+    name: str
+    texts: list[str]
+    labels: list[list[str]]  # gold labels per text ([] = unlabelled)
+    sentiment: list[str | None] = field(default_factory=list)  # per text, or empty
+    ratings: np.ndarray | None = None
+    aspect_polarity: list[dict[str, str]] | None = None  # SemEval: category -> polarity per text
+    note: str = ""
+
+    @property
+    def multi_label(self) -> bool:
+        return any(len(ls) > 1 for ls in self.labels)
+
+
+def data_dir() -> Path:
+    """``FEEDBACK_THEMES_BENCH_DATA`` or ``../shared/data`` beside the repository."""
+    env = os.environ.get("FEEDBACK_THEMES_BENCH_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark data not found: {path} (set FEEDBACK_THEMES_BENCH_DATA)")
+    return path
+
+
+def load(name: str, **kwargs) -> LabelledSet:
+    loaders = {"banking77": banking77, "airline": airline, "semeval": semeval, "clothing": clothing}
+    if name not in loaders:
+        raise ValueError(f"unknown data set {name!r}; one of {', '.join(DATASETS)}")
+    return loaders[name](**kwargs)
+
+
+def banking77(split: str = "test") -> LabelledSet:
+    df = pd.read_csv(_need(data_dir() / "banking77" / f"{split}.csv"))
+    return LabelledSet("banking77", df["text"].astype(str).tolist(), [[c] for c in df["category"]],
+                       note=f"Banking77 {split}: {len(df)} queries")  # fmt: skip
+
+
+def _airline_frame() -> pd.DataFrame:
+    df = pd.read_csv(_need(data_dir() / "twitter_airline_sentiment" / "Tweets.csv"))
+    df = df.drop_duplicates("tweet_id")
+    df["text"] = df["text"].astype(str).map(html.unescape)
+    return df
+
+
+def airline() -> LabelledSet:
+    """Negative tweets with a known ``negativereason`` (``Can't Tell`` dropped), duplicate tweet ids dropped."""
+    df = _airline_frame()
+    df = df[(df["airline_sentiment"] == "negative") & df["negativereason"].notna() & (df["negativereason"] != "Can't Tell")]
+    return LabelledSet("airline", df["text"].tolist(), [[r] for r in df["negativereason"]],
+                       sentiment=df["airline_sentiment"].tolist(),
+                       note=f"airline negative tweets with a reason other than Can't Tell: {len(df)}")  # fmt: skip
+
+
+def airline_sentiment() -> LabelledSet:
+    """All (deduplicated) tweets with ``airline_sentiment``; labels = negativereason where present."""
+    df = _airline_frame()
+    labels = [[r] if isinstance(r, str) and r != "Can't Tell" else [] for r in df["negativereason"]]
+    return LabelledSet("airline", df["text"].tolist(), labels, sentiment=df["airline_sentiment"].tolist(),
+                       note=f"all airline tweets: {len(df)}")  # fmt: skip
+
+
+def rating_to_sentiment(r: float) -> str | None:
+    if r is None or np.isnan(r):
+        return None
+    return "negative" if r <= 2 else ("neutral" if r == 3 else "positive")
+
+
+def clothing(sample: int | None = CLOTHING_SAMPLE, seed: int = SAMPLE_SEED) -> LabelledSet:
+    """Reviews with text and a department; a fixed-seed sample of ``sample`` rows (None: all)."""
+    df = pd.read_csv(_need(data_dir() / "womens_clothing_reviews" / "reviews.csv"))
+    df = df[df["Review Text"].notna() & df["Department Name"].notna()]
+    df = df[df["Review Text"].astype(str).str.strip() != ""]
+    if sample is not None and sample < len(df):
+        df = df.sample(n=sample, random_state=seed)
+    texts = df["Review Text"].astype(str).map(html.unescape).tolist()
+    ratings = df["Rating"].to_numpy(dtype=float)
+    return LabelledSet("clothing", texts, [[d] for d in df["Department Name"]],
+                       sentiment=[rating_to_sentiment(r) for r in ratings], ratings=ratings,
+                       note=f"clothing reviews with text: fixed-seed sample of {len(df)} (seed {seed})")  # fmt: skip
+
+
+def semeval(file: str = "Restaurants_Train_v2.xml") -> LabelledSet:
+    """SemEval 2014 restaurants: aspect categories per sentence (multi-label), polarity per category.
+
+    The per-sentence sentiment is the polarity all its categories agree on (``conflict`` and mixed sentences:
+    ``None``, left out of sentiment accuracy)."""
+    root = ET.parse(_need(data_dir() / "semeval_absa" / file)).getroot()
+    texts, labels, pols, sent = [], [], [], []
+    for s in root.iter("sentence"):
+        text = (s.findtext("text") or "").strip()
+        if not text:
+            continue
+        cats = {c.get("category"): c.get("polarity") for c in s.iter("aspectCategory")}
+        texts.append(text)
+        labels.append(sorted(cats))
+        pols.append(cats)
+        distinct = set(cats.values())
+        sent.append(distinct.pop() if len(distinct) == 1 and "conflict" not in distinct else None)
+    return LabelledSet("semeval", texts, labels, sentiment=sent, aspect_polarity=pols,
+                       note=f"SemEval 2014 restaurants (train): {len(texts)} sentences, multi-label categories")  # fmt: skip
+
+
+def from_csv(path: str | Path, text_column: str, label_column: str, label_sep: str | None = None,
+             sentiment_column: str | None = None) -> LabelledSet:  # fmt: skip
+    df = pd.read_csv(path)
+    for col in (text_column, label_column):
+        if col not in df.columns:
+            raise ValueError(f"column {col!r} not in {path}; columns: {', '.join(map(str, df.columns))}")
+    df = df[df[text_column].notna()]
+    df = df[df[text_column].astype(str).str.strip() != ""]
+    labels = []
+    for value in df[label_column]:
+        if not isinstance(value, str) or not value.strip():
+            labels.append([] if not isinstance(value, (int, float)) or pd.isna(value) else [str(value)])
+        elif label_sep:
+            labels.append(sorted({p.strip() for p in value.split(label_sep) if p.strip()}))
+        else:
+            labels.append([value.strip()])
+    sentiment = df[sentiment_column].astype(str).tolist() if sentiment_column else []
+    return LabelledSet(Path(path).stem, df[text_column].astype(str).tolist(), labels, sentiment=sentiment,
+                       note=f"{path}: {len(df)} rows")  # fmt: skip
+
+
+def embed(texts: list[str], cache_dir: str | Path | None = None, model: str | None = None) -> np.ndarray:
+    """MiniLM embeddings (unit rows), one per text, through the project's on-disk cache."""
+    from service.settings import DEFAULT_MODEL
+    from worker.stages.embed import EmbeddingCache, embed_texts, unique_texts
+
+    model = model or DEFAULT_MODEL
+    cache_dir = Path(cache_dir) if cache_dir else Path(__file__).resolve().parents[2] / "data" / "bench-cache"
+    import inspect
+
+    unique, inverse = unique_texts(texts)
+    # Plain torch float32 MiniLM, whatever the embedding backend setting: every system gets the same vectors,
+    # and the cache keeps them under the bare model name.
+    extra = {"backend": "torch"} if "backend" in inspect.signature(embed_texts).parameters else {}
+    cache = EmbeddingCache(cache_dir)
+    try:
+        vectors, _ = embed_texts(unique, model, device="cpu", batch_size=64, cache=cache, **extra)
+    finally:
+        cache.close()
+    return vectors[inverse]

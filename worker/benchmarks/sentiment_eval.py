@@ -1,0 +1,83 @@
+"""Per-comment 3-class sentiment accuracy of offline scorers against airline / clothing / SemEval gold.
+
+Scorers compared (all offline, VADER + MiniLM only):
+
+- ``vader``: the product default (compound, ±0.05 band).
+- ``vader_band``: VADER with a wider neutral band (0.3).
+- ``anchors``: MiniLM similarity to a fixed set of positive / negative / neutral anchor sentences.
+- ``vader+anchors``: the mean of the two scores (no training, same rule on every set).
+- ``rating_calibrated`` (sets with ratings only): a logistic head on [MiniLM, VADER] trained on half of the
+  rated rows, scored on the other half (the "upload has a rating column" case).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.benchmarks import datasets, metrics
+
+POSITIVE_ANCHORS = ["I love it, it is great.", "Excellent, thank you so much!", "Very happy with this, wonderful.",
+                    "Perfect, works well and I recommend it.", "Amazing service, best experience."]  # fmt: skip
+NEGATIVE_ANCHORS = ["This is terrible, I hate it.", "Very disappointed, awful experience.",
+                    "It broke and nobody helped, worst ever.", "Poor quality, I want a refund.",
+                    "Delayed again and rude staff, unacceptable."]  # fmt: skip
+NEUTRAL_ANCHORS = ["What time does it open?", "I have a question about my order.", "It is a medium size.",
+                   "Please send me the details.", "It arrived on Tuesday."]  # fmt: skip
+
+
+def load_sentiment_set(name: str) -> datasets.LabelledSet:
+    if name == "airline":
+        return datasets.airline_sentiment()
+    if name == "clothing":
+        return datasets.clothing()
+    if name == "semeval":
+        return datasets.semeval()
+    raise ValueError(f"no sentiment gold for {name!r}: airline, clothing or semeval")
+
+
+def anchor_scores(X: np.ndarray, cache_dir: str | Path | None = None) -> np.ndarray:
+    """(mean cosine to positive anchors − mean cosine to negative anchors), scaled to about [-1, 1]."""
+    A = datasets.embed(POSITIVE_ANCHORS + NEGATIVE_ANCHORS, cache_dir)
+    n = len(POSITIVE_ANCHORS)
+    s = X @ A[:n].mean(0) - X @ A[n:].mean(0)
+    return np.tanh(4 * s).astype(np.float32)
+
+
+def labels_for(scores: np.ndarray, band: float) -> np.ndarray:
+    from worker.stages.sentiment import label_scores
+
+    return label_scores(scores, band)
+
+
+def evaluate_dataset(name: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    from worker.stages.sentiment import score_texts
+
+    data = load_sentiment_set(name)
+    gold = data.sentiment
+    X = datasets.embed(data.texts, cache_dir)
+    vader = score_texts(data.texts)
+    anchors = anchor_scores(X, cache_dir)
+    acc: dict[str, float] = {}
+    acc["vader"] = metrics.accuracy(labels_for(vader, 0.05), gold)[0]
+    acc["vader_band0.3"] = metrics.accuracy(labels_for(vader, 0.3), gold)[0]
+    acc["anchors"] = metrics.accuracy(labels_for(anchors, 0.2), gold)[0]
+    acc["vader+anchors"] = metrics.accuracy(labels_for((vader + anchors) / 2, 0.15), gold)[0]
+    if data.ratings is not None:
+        acc["rating_calibrated"] = rating_calibrated_accuracy(X, vader, data.ratings, gold)
+    return {"dataset": name, "n": metrics.accuracy(labels_for(vader, 0.05), gold)[1], "accuracy": acc}
+
+
+def rating_calibrated_accuracy(X: np.ndarray, vader: np.ndarray, ratings: np.ndarray, gold: list, seed: int = 0) -> float:
+    """Train the rating-calibrated scorer on a random half of the rows, accuracy on the other half."""
+    from worker.stages.sentiment import calibrate_on_ratings
+
+    rng = np.random.default_rng(seed)
+    train = rng.random(len(ratings)) < 0.5
+    r = ratings.copy()
+    r[~train] = np.nan
+    pred = calibrate_on_ratings(X, vader, r)["labels"]
+    test = np.flatnonzero(~train)
+    return metrics.accuracy(pred[test], [gold[i] for i in test])[0]
