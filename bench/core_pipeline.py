@@ -54,7 +54,8 @@ def main() -> int:
     complete = all(t["label"] and len(t["keywords"]) >= 5 and len(t["examples"]) >= 3 and t["rating"] is not None
                    and t["sentiment"] for t in themes)  # fmt: skip
     sae = doc["metadata"]["sae"]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},"
+          f" load average {os.getloadavg()[0]:.1f}")
     print(f"rows: {len(frame)} (mean {frame['Review Text'].str.len().mean():.0f} characters)")
     print(f"wall time, cold cache: {wall:.1f} s (second run {wall2:.1f} s)")
     print(f"themes: {len(themes)}; every field filled (≥5 keywords, ≥3 examples): {complete}")

@@ -2,7 +2,7 @@
 # Prepare bench/wheelhouse/ (gitignored) for bench/gpu.sh: Python 3.12 manylinux x86_64 wheels of what the GPU
 # tests and benchmark import besides torch and sentence-transformers (the GPU image has those, and no registry).
 #
-#   bench/gpu_wheels.sh [OUT_DIR]      # then carry bench/wheelhouse with the run (see docs/bench-perf.md)
+#   bench/gpu_wheels.sh [OUT_DIR]      # then carry bench/wheelhouse with the run (see docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench/wheelhouse}

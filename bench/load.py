@@ -179,6 +179,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50, help="distinct reviews per upload")
     parser.add_argument("--rate", type=float, default=200.0, help="polling requests per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="polling duration")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes of `feedback-themes api`")
     parser.add_argument("--job-timeout", type=float, default=1800.0)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -202,7 +203,7 @@ def main() -> int:
         key = create_key(env, "load")
         port = free_port()
         procs.start("worker", ["worker", "--queues", "cpu,gpu"], env)
-        procs.start("api", ["api", "--port", str(port)], env)
+        procs.start("api", ["api", "--port", str(port), "--workers", str(args.api_workers)], env)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base)
 
@@ -231,10 +232,10 @@ def main() -> int:
         ok = not wrong and not result["errors"] and result["p99_ms"] <= 50
         print(f"targets (all jobs right; 0 errors; p99 ≤ 50 ms): {'met' if ok else 'NOT met'}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"1-min load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}; service: api (1 uvicorn process) + 1 worker "
+              f"1-min load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}; service: api ({args.api_workers} uvicorn process(es)) + 1 worker "
               f"(prefork, concurrency 1) over Redis and PostgreSQL on loopback")  # fmt: skip
         print(f"command: .venv/bin/python bench/load.py --uploads {args.uploads} --rows {args.rows} "
-              f"--rate {args.rate:g} --seconds {args.seconds:g}")  # fmt: skip
+              f"--rate {args.rate:g} --seconds {args.seconds:g} --api-workers {args.api_workers}")  # fmt: skip
         return 0 if ok else 1
     finally:
         procs.stop_all()

@@ -1,11 +1,12 @@
 """Default sizes and training lengths derived from the corpus size.
 
-Dictionary size: about one latent per 24 texts, rounded to a power of two and clamped to [16, 1024], with
-K=3 active latents per text (M=128 for ~3k texts, 256 for ~8k, 1024 from ~25k). Measured on labelled
-feedback (docs/bench-quality.md, Banking77): M=128/K=2 recovers the 77 intents with F1 0.65 against 0.57
+Dictionary size: one latent per 24 texts, clamped to [16, 1024], with K=3 active latents per text (M=42 for
+1k texts, 128 for ~3k, 333 for 8k, 1024 from ~25k). Measured on labelled
+feedback (docs/benchmarks.md, Banking77): M=128/K=2 recovers the 77 intents with F1 0.65 against 0.57
 for the earlier M=256/K=8 rule of thumb (HypotheSAEs-style), and small K keeps themes precise. K=3 rather than
 the slightly better K=2 (F1 0.637 vs 0.644 on Banking77) keeps reconstruction useful on long multi-topic reviews:
-FVU 0.599 vs 0.648 on 1,000 clothing reviews, where the core pipeline promises FVU ≤ 0.6.
+FVU 0.577 (M=42, K=3) vs 0.599 (M=32, K=3, the earlier power-of-two rounding) and 0.648 (M=32, K=2) on 1,000
+clothing reviews, where the core pipeline promises FVU ≤ 0.6.
 
 Training length is a *sample budget*: about ``DEFAULT_SAMPLE_BUDGET`` examples are
 shown in total, so small corpora get many epochs and large ones few (3..200 epochs).
@@ -32,9 +33,7 @@ def default_size(n_docs: int) -> tuple[int, int]:
     """Return ``(n_latents, k)`` for a corpus of ``n_docs`` texts (see module docstring)."""
     if n_docs < 0:
         raise ValueError("n_docs must be non-negative")
-    exponent = round(math.log2(max(n_docs, 1) / DOCS_PER_LATENT)) if n_docs >= DOCS_PER_LATENT else 0
-    n_latents = _clamp(1 << max(exponent, 0), MIN_LATENTS, MAX_LATENTS)
-    return n_latents, DEFAULT_K
+    return _clamp(round(n_docs / DOCS_PER_LATENT), MIN_LATENTS, MAX_LATENTS), DEFAULT_K
 
 
 def default_growth(n_docs: int, n_latents: int) -> int:

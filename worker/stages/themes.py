@@ -143,7 +143,7 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
     a parent whose members are the union of its children's (activation: the highest). Parents nearly equal
     (member Jaccard ≥ ``parent_dedupe_jaccard``) to a theme or an earlier parent are dropped. A parent's ``id`` is
     its lowest feature index, so it can coincide with a child's: parents belong in a list of their own.
-    On coarse gold labels this is what recovers them (SemEval categories: label F1 0.18 → 0.52, docs/bench-quality.md).
+    On coarse gold labels this is what recovers them (SemEval categories: label F1 0.18 → 0.52, docs/benchmarks.md).
     """
     if len(themes) < 4 or not options.parent_levels:
         return []
