@@ -20,6 +20,9 @@ from torch import nn
 
 _EPS = 1e-12
 INIT_MODES = ("kmeans", "random")
+#: k-means restarts for the decoder init: the best stability lever measured (Banking77, seeds 0–2: themes matched
+#: across seeds 0.637 → 0.719, label F1 0.654 → 0.658; docs/benchmarks.md).
+KMEANS_RESTARTS = 5
 #: At most this many rows are used for the median / k-means initialisation.
 MAX_INIT_ROWS = 20_000
 
@@ -195,12 +198,12 @@ def kmeans_directions(centred: np.ndarray, n_latents: int, random_state: int | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on duplicate points etc.
         if len(centred) * n_clusters <= 4_000_000:
-            km = KMeans(n_clusters, n_init=1, max_iter=100, random_state=random_state)
+            km = KMeans(n_clusters, n_init=KMEANS_RESTARTS, max_iter=100, random_state=random_state)
         else:
             km = MiniBatchKMeans(
                 n_clusters,
                 batch_size=2048,
-                n_init=1,
+                n_init=3,
                 max_iter=50,
                 random_state=random_state,
                 init_size=min(len(centred), max(3 * n_clusters, 3 * 2048)),

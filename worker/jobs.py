@@ -87,6 +87,8 @@ def ingest(job_id: str) -> int:
     """Parse the upload and store its documents; return the number of embedding chunks to run."""
     with session_scope() as session:
         job = _load_job(session, job_id)
+        if job.n_chunks:  # ingested before (a redelivered task): resume with the stored documents
+            return job.n_chunks
         job.status, job.stage, job.started_at = "running", "ingest", job.started_at or utcnow()
         project_id = job.project_id
         session.add(job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.api import routes_jobs, routes_ops, routes_projects
+from service.api import ratelimit, routes_jobs, routes_ops, routes_projects, routes_web
 from service.api.errors import install_error_handlers
 from service.api.uploads import BodySizeLimit
 from service.settings import get_settings
@@ -26,8 +26,8 @@ def create_app() -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_projects.router)
-    app.include_router(__import__("service.api.routes_web", fromlist=["router"]).router)  # page at /, reports
+    app.include_router(routes_web.router)  # the page at /, and the report tables
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    __import__("service.api.ratelimit", fromlist=["install"]).install(app, settings)  # 429 per key; problem docs
+    ratelimit.install(app, settings)  # 429 per key; problem answers documented in OpenAPI
     app.add_middleware(routes_ops.RequestMetrics)  # outermost: times every answer, 413s included
     return app
