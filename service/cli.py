@@ -48,6 +48,8 @@ def analyze(
         ingested = read_csv(file, columns)
     except IngestError as exc:
         fail(f"{file}: {exc}")
+    if ingested.documents["text"].nunique() < 2:
+        fail(f"{file}: themes need at least 2 different comments; the file has {ingested.documents['text'].nunique()}")
     console.print(
         f"Read {ingested.counts['documents']} comments from {file} "
         f"({ingested.counts['empty_dropped']} empty dropped, {ingested.counts['duplicate_texts']} duplicate texts)."

@@ -25,6 +25,37 @@ def sample_frame() -> pd.DataFrame:
     return pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False)
 
 
+@pytest.fixture
+def service_env(tmp_path, monkeypatch):
+    """Embedded settings (SQLite, filesystem broker) under a temporary data folder, migrated."""
+    from service.db.session import upgrade_database
+    from service.settings import get_settings
+
+    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES", "GPU_QUEUE"):
+        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
+    get_settings.cache_clear()
+    upgrade_database()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(service_env):
+    """An in-process API client over ``service_env``."""
+    from tests.api_helpers import make_client
+
+    return make_client()
+
+
+@pytest.fixture
+def alice(service_env) -> dict[str, str]:
+    """Headers with an API key of tenant ``alice``."""
+    from tests.api_helpers import new_key
+
+    return new_key("alice")
+
+
 def has_cuda() -> bool:
     try:
         import torch

@@ -7,70 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from fastapi.testclient import TestClient
 
-from service.db.models import Document, Job, Project
-from service.db.session import session_scope
-from service.keys import create_key
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def service_env(tmp_path, monkeypatch):
-    """Embedded settings (SQLite, filesystem broker) under a temporary data folder."""
-    from service.db.session import upgrade_database
-    from service.settings import get_settings
-
-    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
-    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES"):
-        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
-    get_settings.cache_clear()
-    upgrade_database()
-    yield get_settings()
-    get_settings.cache_clear()
-
-
-def make_client() -> TestClient:
-    from service.api.app import create_app
-
-    return TestClient(create_app(), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def client(service_env) -> TestClient:
-    return make_client()
-
-
-def new_key(tenant: str) -> dict[str, str]:
-    with session_scope() as session:
-        key, _ = create_key(session, tenant)
-    return {"X-API-Key": key}
-
-
-@pytest.fixture
-def alice(service_env) -> dict[str, str]:
-    return new_key("alice")
-
-
-def upload(client: TestClient, headers: dict, data: bytes, text_column: str = "text", **fields) -> object:
-    form = {"text_column": text_column, **fields}
-    return client.post("/v1/jobs", headers=headers, files={"file": ("reviews.csv", data, "text/csv")}, data=form)
-
-
-def assert_problem(response, status: int, *words: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["type"]
-    for word in words:
-        assert word in body.get("detail", ""), body
-    return body
-
-
-def stored_counts() -> tuple[int, int, int]:
-    with session_scope() as session:
-        return (session.query(Job).count(), session.query(Project).count(), session.query(Document).count())
+from tests.api_helpers import assert_problem, make_client, new_key, stored_counts, upload
 
 
 def test_keys_required(client):

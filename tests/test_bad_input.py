@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from service.db.models import Document, ThemeRow
 from service.db.session import session_scope
-from tests.test_api import alice, assert_problem, client, make_client, new_key, service_env  # noqa: F401
-from tests.test_api import stored_counts
+from tests.api_helpers import assert_problem, make_client, new_key
+from tests.api_helpers import stored_counts
 from worker.stages.ingest import MAX_TEXT_CHARS, ColumnMap, read_csv
 
 QUICK = 10.0  # seconds: an upload that takes longer than this counts as a hang

@@ -74,3 +74,11 @@ def test_missing_column_is_one_line(tmp_path):
 def test_missing_file(tmp_path):
     result = run("analyze", str(tmp_path / "nope.csv"))
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_one_distinct_comment_is_refused(tmp_path):
+    path = tmp_path / "same.csv"
+    path.write_text("text\nsame\nsame\n")
+    result = run("analyze", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "at least 2 different comments" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 from service.db.session import session_scope
 from tests import service_harness as harness
 from tests.service_harness import Processes, create_key, free_port, wait_healthy
-from tests.test_api import alice, assert_problem, client, make_client, new_key, service_env  # noqa: F401
+from tests.api_helpers import assert_problem, make_client, new_key
 from worker.jobs import fail_job, unexpected_problem
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -22,21 +22,6 @@ CLOSED_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/14"  # a database of its own (the e2e tests use 7)
 
 
-@pytest.fixture
-def service_env(tmp_path, monkeypatch):
-    """Embedded settings (SQLite, filesystem broker) under a temporary data folder, migrated."""
-    from service.db.session import upgrade_database
-    from service.settings import get_settings
-
-    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
-    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "GPU_QUEUE"):
-        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
-    get_settings.cache_clear()
-    upgrade_database()
-    yield get_settings()
-    get_settings.cache_clear()
-
-
 def client_with(monkeypatch, **settings: str) -> TestClient:
     """An app for the current environment plus these FEEDBACK_THEMES_ settings."""
     from service.api.app import create_app

@@ -6,7 +6,7 @@ import pytest
 
 from service.api.ratelimit import TokenBuckets
 from service.settings import Settings
-from tests.test_api import alice, assert_problem, make_client, new_key, service_env  # noqa: F401
+from tests.api_helpers import assert_problem, make_client, new_key
 
 
 class Clock:

@@ -67,7 +67,7 @@ def count(conn, sql: str) -> int:
 
 
 def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
-    from tests.test_api import make_client, new_key
+    from tests.api_helpers import make_client, new_key
     from tests.test_theme_edits import run_job
 
     alice_headers = new_key("alice")

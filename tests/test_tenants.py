@@ -15,7 +15,7 @@ from sqlalchemy import func, inspect, select
 from service.db.models import ApiKey, Document, DocumentTheme, Job, Project, ThemeRow
 from service.db.session import session_scope
 from service.keys import hash_key, tenant_for_key
-from tests.test_api import alice, assert_problem, client, make_client, new_key, service_env  # noqa: F401
+from tests.api_helpers import assert_problem, make_client, new_key
 
 UNIQUE = f"zebra-{uuid.uuid4().hex[:12]} marmalade"  # a comment text that appears nowhere else
 

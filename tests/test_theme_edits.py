@@ -12,7 +12,7 @@ import pytest
 
 from service.db.session import session_scope
 from service.repository import NewJob, create_job
-from tests.test_api import assert_problem, make_client, new_key
+from tests.api_helpers import assert_problem, make_client, new_key
 from worker.jobs import project_documents, score_missing_sentiment, store_documents, store_results
 from worker.stages.report import themes_document
 from worker.stages.sentiment import aggregate
@@ -29,17 +29,8 @@ TOPICS = {  # theme id → (text, rating, share of comments)
 
 
 @pytest.fixture
-def api(tmp_path, monkeypatch):
-    from service.db.session import upgrade_database
-    from service.settings import get_settings
-
-    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
-    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES"):
-        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
-    get_settings.cache_clear()
-    upgrade_database()
-    yield make_client()
-    get_settings.cache_clear()
+def api(service_env):
+    return make_client()
 
 
 def make_documents(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:

@@ -124,7 +124,9 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     theme_id = next(r["theme_id"] for r in links if r["doc_id"] == XSS_ID)
     page.click(f"#themes-table tbody tr[data-theme='{theme_id}'] .theme-link")
     page.wait_for_selector("#theme-view:not([hidden]) #theme-comments li")
-    while not page.locator(f"#theme-comments li[data-doc='{XSS_ID}']").count():
+    for _ in range(50):  # bounded: the comment is on one of the first pages
+        if page.locator(f"#theme-comments li[data-doc='{XSS_ID}']").count():
+            break
         page.click("#more-comments")
         page.wait_for_timeout(300)
     comment = page.locator(f"#theme-comments li[data-doc='{XSS_ID}']")
@@ -137,7 +139,8 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     # rename and merge through the page; the API (and so the reports) follow
     page.fill("#rename", "Colour fades <b>fast</b>")
     page.click("#rename-form button[type=submit]")
-    page.wait_for_function("() => document.getElementById('edit-status').textContent === 'Renamed.'")
+    page.wait_for_function("() => document.getElementById('edit-status').textContent !== ''", timeout=60_000)
+    assert page.text_content("#edit-status") == "Renamed.", page.text_content("#edit-status")
     assert page.text_content("#theme-title") == "Colour fades <b>fast</b>"
     other = page.locator("#merge-select option").first.get_attribute("value")
     page.select_option("#merge-select", other)
