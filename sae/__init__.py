@@ -8,7 +8,13 @@
 from .device import resolve_device
 from .metrics import dead_fraction, firing_frequency, frequency_summary, fvu, l0
 from .model import SAEOutput, TopKSAE, normalized_mse
-from .sizing import default_batch_size, default_dead_steps, default_epochs, default_growth, default_size
+from .sizing import (
+    default_batch_size,
+    default_dead_steps,
+    default_epochs,
+    default_growth,
+    default_size,
+)
 from .trainer import NotFittedError, SparseAutoencoder
 
 load = SparseAutoencoder.load

@@ -24,8 +24,22 @@ import torch
 from . import io as sae_io
 from . import metrics as sae_metrics
 from .device import autocast, fast_matmul, resolve_device
-from .model import INIT_MODES, MAX_INIT_ROWS, TopKSAE, kmeans_directions, normalized_mse, random_directions
-from .sizing import default_batch_size, default_dead_steps, default_epochs, default_growth, default_size
+from .model import (
+    INIT_MODES,
+    MAX_INIT_ROWS,
+    TopKSAE,
+    _generator,
+    kmeans_directions,
+    normalized_mse,
+    random_directions,
+)
+from .sizing import (
+    default_batch_size,
+    default_dead_steps,
+    default_epochs,
+    default_growth,
+    default_size,
+)
 
 #: partial_fit trains with ``lr * PARTIAL_LR_SCALE`` for ``epochs * PARTIAL_EPOCH_SCALE``.
 PARTIAL_LR_SCALE = 0.5
@@ -575,15 +589,6 @@ def _to_tensor(X: np.ndarray) -> torch.Tensor:
     if _zero_copy(X):
         return torch.from_numpy(np.asarray(X))
     return torch.from_numpy(np.array(X, dtype=np.float32, order="C", copy=True))
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator()
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(int(seed))
-    return generator
 
 
 def _progress_bar(epochs: int, verbose: bool):

@@ -22,6 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def reachable(port: int) -> bool:
+    """Something listens on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def service_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """The process environment for a service with this data folder and these FEEDBACK_THEMES_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_THEMES_")}

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from tests.api_helpers import assert_problem, make_client, new_key, stored_counts, upload
+from tests.api_helpers import (
+    assert_problem,
+    make_client,
+    new_key,
+    stored_counts,
+    upload,
+)
 
 
 def test_keys_required(client):

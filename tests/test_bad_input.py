@@ -22,8 +22,7 @@ from sqlalchemy import select
 
 from service.db.models import Document, ThemeRow
 from service.db.session import session_scope
-from tests.api_helpers import assert_problem, make_client, new_key
-from tests.api_helpers import stored_counts
+from tests.api_helpers import assert_problem, make_client, new_key, stored_counts
 from worker.stages.ingest import MAX_TEXT_CHARS, ColumnMap, read_csv
 
 QUICK = 10.0  # seconds: an upload that takes longer than this counts as a hang

@@ -21,8 +21,14 @@ from sqlalchemy import create_engine, text
 
 from service.db.session import session_scope
 from tests import service_harness as harness
-from tests.service_harness import Processes, create_key, free_port, wait_healthy
 from tests.api_helpers import assert_problem, make_client, new_key
+from tests.service_harness import (
+    Processes,
+    create_key,
+    free_port,
+    reachable,
+    wait_healthy,
+)
 from worker.jobs import fail_job, unexpected_problem
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -143,16 +149,6 @@ def test_stale_guard_default_window():
 
 
 # ---------------------------------------------------------------- real processes
-
-
-def reachable(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class Redis:

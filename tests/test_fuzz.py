@@ -39,7 +39,7 @@ def database(request):
         return
     import uuid
 
-    from tests.test_service_e2e import reachable
+    from tests.service_harness import reachable
 
     if not reachable(5432):
         pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")

@@ -7,7 +7,13 @@ import codecs
 import numpy as np
 import pytest
 
-from worker.stages.ingest import ColumnMap, IngestError, detect_delimiter, from_records, read_csv
+from worker.stages.ingest import (
+    ColumnMap,
+    IngestError,
+    detect_delimiter,
+    from_records,
+    read_csv,
+)
 
 TEXT = ColumnMap(text="review")
 

@@ -11,8 +11,13 @@ import psycopg
 import pytest
 
 from service.reporting import REPORTS
-from tests.test_service_e2e import POSTGRES_ADMIN, reachable
-from worker.stages.report import DOCUMENT_THEMES_COLUMNS, DOCUMENTS_COLUMNS, THEMES_COLUMNS
+from tests.service_harness import reachable
+from tests.test_service_e2e import POSTGRES_ADMIN
+from worker.stages.report import (
+    DOCUMENT_THEMES_COLUMNS,
+    DOCUMENTS_COLUMNS,
+    THEMES_COLUMNS,
+)
 
 pytestmark = pytest.mark.services
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.service_harness import (
     create_key,
     free_port,
     poll_job,
+    reachable,
     service_env,
     upload_csv,
     wait_healthy,
@@ -30,14 +30,6 @@ pytestmark = pytest.mark.slow
 NEW_TOPICS = ("colour", "website")
 REDIS_URL = "redis://127.0.0.1:6379/7"
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def split_sample(sample_csv: Path, tmp_path: Path) -> tuple[Path, Path]:

@@ -13,7 +13,12 @@ import pytest
 from service.db.session import session_scope
 from service.repository import NewJob, create_job
 from tests.api_helpers import assert_problem, make_client, new_key
-from worker.jobs import project_documents, score_missing_sentiment, store_documents, store_results
+from worker.jobs import (
+    project_documents,
+    score_missing_sentiment,
+    store_documents,
+    store_results,
+)
 from worker.stages.report import themes_document
 from worker.stages.sentiment import aggregate
 from worker.stages.themes import Theme

@@ -12,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service_harness import ROOT, Processes, create_key, free_port, service_env, wait_healthy
+from tests.service_harness import (
+    ROOT,
+    Processes,
+    create_key,
+    free_port,
+    service_env,
+    wait_healthy,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
