@@ -53,7 +53,7 @@ def reviews(n: int) -> list[tuple[str, str]]:
                     rows.append((row["Review Text"], row["Rating"]))
                 if len(rows) == n:
                     return rows
-    with (ROOT / "service" / "sample" / "reviews.csv").open(encoding="utf-8") as fh:
+    with (ROOT / "service" / "sample" / "shop_feedback.csv").open(encoding="utf-8") as fh:
         sample = [(r["text"], r["rating"]) for r in csv.DictReader(fh)]
     return [(f"{text} (#{i // len(sample)})" if i >= len(sample) else text, rating)
             for i, (text, rating) in enumerate(sample[i % len(sample)] for i in range(n))]  # fmt: skip

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CSV = ROOT / "service" / "sample" / "reviews.csv"
+SAMPLE_CSV = ROOT / "service" / "sample" / "shop_feedback.csv"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -335,7 +335,7 @@ def calibration_texts() -> list[str]:
     """Deterministic, packaged texts for int8 calibration: the sample reviews, alone and joined into long ones."""
     import csv
 
-    sample = Path(__file__).resolve().parents[2] / "service" / "sample" / "reviews.csv"
+    sample = Path(__file__).resolve().parents[2] / "service" / "sample" / "shop_feedback.csv"
     with open(sample, newline="", encoding="utf-8") as f:
         texts = [row["text"] for row in csv.DictReader(f) if row.get("text")]
     joined = [" ".join(texts[i : i + n]) for n in (3, 6, 12) for i in range(0, len(texts), n)]
