@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -116,3 +118,24 @@ def copy_rows(source: Path, target: Path, keep) -> Path:  # type: ignore[no-unty
     target.write_text(lines[0] + "".join(line for i, line in enumerate(lines[1:]) if keep(i, line)), encoding="utf-8")
     return target
 
+
+
+@contextmanager
+def embedded_service(tmp_path: Path, tenant: str) -> Iterator[tuple[str, str]]:
+    """``feedback-themes serve`` on a free port with its own data folder: yields (base URL, API key).
+
+    Logs are in ``tmp_path/logs`` and printed when the block fails; the processes stop afterwards.
+    """
+    env = service_env(tmp_path / "data")
+    key = create_key(env, tenant)
+    port = free_port()
+    procs = Processes(tmp_path / "logs")
+    procs.start("serve", ["serve", "--port", str(port)], env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}", key
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        procs.stop_all()

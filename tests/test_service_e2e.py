@@ -18,6 +18,7 @@ from tests.service_harness import (
     Processes,
     copy_rows,
     create_key,
+    embedded_service,
     free_port,
     poll_job,
     reachable,
@@ -107,19 +108,8 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
 
 
 def test_embedded_serve(tmp_path, sample_csv):
-    env = service_env(tmp_path / "data")
-    key = create_key(env, "acme")
-    port = free_port()
-    procs = Processes(tmp_path / "logs")
-    procs.start("serve", ["serve", "--port", str(port)], env)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}")
-        run_flow(f"http://127.0.0.1:{port}", key, sample_csv, tmp_path)
-    except BaseException:
-        print(procs.logs())
-        raise
-    finally:
-        procs.stop_all()
+    with embedded_service(tmp_path, "acme") as (base, key):
+        run_flow(base, key, sample_csv, tmp_path)
 
 
 @pytest.fixture

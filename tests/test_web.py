@@ -12,14 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service_harness import (
-    ROOT,
-    Processes,
-    create_key,
-    free_port,
-    service_env,
-    wait_healthy,
-)
+from tests.service_harness import ROOT, embedded_service
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -47,19 +40,10 @@ def browser(tmp_path):
 
 @pytest.fixture
 def service(tmp_path):
-    env = service_env(tmp_path / "data")
-    key = create_key(env, "webtester")
-    port = free_port()
-    procs = Processes(tmp_path / "logs")
-    procs.start("serve", ["serve", "--port", str(port)], env)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}")
-        yield f"http://127.0.0.1:{port}", key
-    except BaseException:
-        print(procs.logs())
-        raise
+        with embedded_service(tmp_path, "webtester") as running:
+            yield running
     finally:
-        procs.stop_all()
         ARTIFACTS.mkdir(exist_ok=True)
         for log in (tmp_path / "logs").glob("*.log"):
             shutil.copy(log, ARTIFACTS / f"web-{log.name}")
