@@ -17,7 +17,8 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess:  # type: ignore[no
 
 
 @pytest.mark.slow
-def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path):
+def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))  # a cold embedding cache, as on CI
     outputs = []
     for name in ("a", "b"):
         result = run("analyze", str(sample_csv), "--text-column", "text", "--rating-column", "rating",
@@ -26,6 +27,9 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path):
         outputs.append(json.loads((tmp_path / name / "themes.json").read_text()))
     first, second = outputs
     assert first["metadata"].pop("created_at") and second["metadata"].pop("created_at")
+    # the second run finds every text in the embedding cache; nothing else may differ
+    assert first["metadata"]["counts"].pop("embedded") == len(pd.read_csv(sample_csv))
+    assert second["metadata"]["counts"].pop("embedded") == 0
     assert first == second
     meta = first["metadata"]
     assert meta["n_documents"] == len(pd.read_csv(sample_csv)) and meta["seed"] == 3
