@@ -67,6 +67,27 @@ def csv_bytes(rows: list[tuple[str, str]], prefix: str) -> bytes:
     return out.getvalue().encode()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (Linux /proc)."""
+    total = 0.0
+    for proc in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                 for c in (t / "children").read_text().split()]  # fmt: skip
+    except OSError:
+        return []
+    return found + [g for c in found for g in _children(c)]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -203,7 +224,7 @@ def main() -> int:
         key = create_key(env, "load")
         port = free_port()
         procs.start("worker", ["worker", "--queues", "cpu,gpu"], env)
-        procs.start("api", ["api", "--port", str(port), "--workers", str(args.api_workers)], env)
+        api = procs.start("api", ["api", "--port", str(port), "--workers", str(args.api_workers)], env)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base)
 
@@ -223,12 +244,14 @@ def main() -> int:
         for state in wrong:
             print(f"  wrong: {state['id']} {state['status']} {state['counts']} {state['error']}")
 
+        cpu_before = cpu_seconds(api.pid)
         result = asyncio.run(poll(port, key, [job["id"] for job in jobs], args.rate, args.seconds))
+        api_cpu_ms = 1000 * (cpu_seconds(api.pid) - cpu_before) / max(1, result["requests"])
         print(f"polling GET /v1/jobs/{{id}} at {args.rate:.0f}/s for {args.seconds:.0f} s: {result['requests']} requests,"
               f" {result['ok']} ok, errors {result['errors'] or 0}, achieved {result['achieved_rps']:.1f}/s;"
               f" latency (from when due) p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms,"
               f" p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms, mean {result['mean_ms']:.1f} ms"
-              f" (p99 from send: {result['service_p99_ms']:.1f} ms)")  # fmt: skip
+              f" (p99 from send: {result['service_p99_ms']:.1f} ms); API CPU {api_cpu_ms:.2f} ms per request")  # fmt: skip
         ok = not wrong and not result["errors"] and result["p99_ms"] <= 50
         print(f"targets (all jobs right; 0 errors; p99 ≤ 50 ms): {'met' if ok else 'NOT met'}")
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

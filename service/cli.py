@@ -142,6 +142,40 @@ def keys_create(tenant: Annotated[str, typer.Option(help="Tenant (company) the k
     typer.echo(key)
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the keys: shown prefix, tenant, created, revoked (the keys themselves are never stored)."""
+    from service.db.session import session_scope, upgrade_database
+    from service.keys import list_keys
+
+    upgrade_database()
+    with session_scope() as session:
+        for prefix, tenant, created, revoked in list_keys(session):
+            state = f"revoked {revoked:%Y-%m-%dT%H:%M:%SZ}" if revoked else "active"
+            typer.echo(f"{prefix}\t{tenant}\t{created:%Y-%m-%dT%H:%M:%SZ}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key, or its first characters as `keys list` shows them.")],
+) -> None:
+    """Revoke a key. Running API processes stop accepting it within FEEDBACK_THEMES_API_KEY_CACHE_SECONDS."""
+    from service.db.session import session_scope, upgrade_database
+    from service.keys import PREFIX, revoke_key
+
+    prefix = prefix.strip()[:10]
+    if len(prefix) < len(PREFIX) + 4 or not prefix.startswith(PREFIX):
+        fail(f"give a key or its prefix as `keys list` shows it ({PREFIX} and at least 4 more characters)")
+    upgrade_database()
+    with session_scope() as session:
+        matched = revoke_key(session, prefix)
+    if matched == 0:
+        fail(f"no active key starts with {prefix!r}")
+    if matched > 1:
+        fail(f"several active keys start with {prefix!r}; give more of the key")
+    typer.echo(f"revoked the key starting with {prefix!r}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations to the configured database."""
@@ -156,6 +190,7 @@ def api(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log each request (uvicorn's access log, on stderr).")] = True,
 ) -> None:
     """Run the REST API (production: point FEEDBACK_THEMES_BROKER_URL and _DATABASE_URL at Redis and PostgreSQL)."""
     import uvicorn
@@ -164,7 +199,7 @@ def api(
 
     upgrade_database()
     uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, log_level="info")  # fmt: skip
+                proxy_headers=True, log_level="info", access_log=access_log)  # fmt: skip
 
 
 @app.command()

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
                                         "before GET marks it failed (retryable); default: hard limit + visibility.")
     rate_limit_per_minute: int = Field(600, ge=0, description="Requests per minute per API key, per API process "
                                        "(token bucket, bursts up to this many); 0: no limit.")
+    api_key_cache_seconds: float = Field(30.0, ge=0, description="How long an API process remembers a valid key "
+                                         "(a revoked key stops working within this time); 0: look it up every time.")
 
     seed: int = 0
 

@@ -48,6 +48,54 @@ def test_keys_are_compared_in_constant_time(service_env, monkeypatch):
     assert_problem(make_client().get("/v1/projects", headers={"X-API-Key": headers["X-API-Key"][:-1]}), 401)
 
 
+def test_key_cache_forgets_after_its_time():
+    from service.keys import KeyCache
+
+    now = [0.0]
+    cache = KeyCache(30, timer=lambda: now[0])
+    cache.put("d1", "tenant-a")
+    now[0] = 29.0
+    assert cache.get("d1") == "tenant-a"
+    now[0] = 30.5
+    assert cache.get("d1") is None
+    off = KeyCache(0)
+    off.put("d1", "tenant-a")
+    assert off.get("d1") is None
+
+
+@pytest.mark.parametrize("cache_seconds", ["0", "30"])
+def test_revoked_key_is_refused(service_env, monkeypatch, cache_seconds):
+    """``keys revoke``: refused at once without the key cache; with it, once the cached entry expires."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+    from service.settings import get_settings
+
+    monkeypatch.setenv("FEEDBACK_THEMES_API_KEY_CACHE_SECONDS", cache_seconds)
+    get_settings.cache_clear()
+    headers, other = new_key("acme"), new_key("bob")
+    client = make_client()
+    assert client.get("/v1/projects", headers=headers).status_code == 200
+    runner = CliRunner()
+    listed = runner.invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0 and headers["X-API-Key"][:10] in listed.output and "acme" in listed.output
+    assert headers["X-API-Key"] not in listed.output  # only the prefix is known
+    assert runner.invoke(app, ["keys", "revoke", "ft_"]).exit_code == 2  # too short to name one key
+    assert runner.invoke(app, ["keys", "revoke", "nope-key"]).exit_code == 2
+    result = runner.invoke(app, ["keys", "revoke", headers["X-API-Key"]])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["keys", "revoke", headers["X-API-Key"]]).exit_code == 2  # already revoked
+    assert "revoked" in runner.invoke(app, ["keys", "list"]).output
+    still = client.get("/v1/projects", headers=headers).status_code
+    if cache_seconds == "0":
+        assert still == 401
+    else:
+        assert still == 200  # this process remembers the key for up to 30 s
+        client.app.state.key_cache.cache.clear()  # as if that time had passed
+    assert_problem(client.get("/v1/projects", headers=headers), 401, "not valid")
+    assert client.get("/v1/projects", headers=other).status_code == 200  # the other key is untouched
+
+
 # ---------------------------------------------------------------- every endpoint, with another tenant's key
 
 
@@ -239,7 +287,7 @@ def assert_clean_logs(text: str, *secrets: str) -> None:
 @pytest.mark.parametrize("path", ["/v1/projects/{p}/reports/documents.csv?token={t}", "/x?a=1&token={t}&bom=1"])
 def test_access_log_hides_report_tokens(service_env, path):
     """uvicorn's access log line for a URL with ?token= does not carry the token (see ratelimit.install)."""
-    from service.api.ratelimit import RedactTokens
+    from service.api.logs import RedactTokens
 
     make_client()
     assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.api import ratelimit, routes_jobs, routes_ops, routes_projects, routes_web
+from service.api import logs, ratelimit, routes_jobs, routes_ops, routes_projects, routes_web
 from service.api.errors import install_error_handlers
 from service.api.uploads import BodySizeLimit
+from service.keys import KeyCache
 from service.settings import get_settings
 
 
@@ -22,6 +23,7 @@ def create_app() -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = create_celery(settings)
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
@@ -29,5 +31,6 @@ def create_app() -> FastAPI:
     app.include_router(routes_web.router)  # the page at /, and the report tables
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     ratelimit.install(app, settings)  # 429 per key; problem answers documented in OpenAPI
+    logs.install()  # tokens redacted; log lines written by a thread, never on the event loop
     app.add_middleware(routes_ops.RequestMetrics)  # outermost: times every answer, 413s included
     return app

@@ -13,9 +13,7 @@ documented as ``application/problem+json`` with the ``Problem`` schema, which is
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,23 +30,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the rate limit (and the NUL guard) to the app and document the error answers in its OpenAPI schema."""
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(RejectNul)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactTokens) for f in access.filters):
-        access.addFilter(RedactTokens())
     document_problems(app)
-
-
-class RedactTokens(logging.Filter):
-    """Keeps report tokens (``?token=``, a secret in the URL) out of the access log."""
-
-    PATTERN = re.compile(r"(token=)[^&\s\"]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.PATTERN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = self.PATTERN.sub(r"\1[redacted]", record.msg)
-        return True
 
 
 class RejectNul:

@@ -154,12 +154,18 @@ def fail_if_stalled(session: Session, settings: Settings, job: Job) -> None:
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status, stage and progress")
-def get_job(job_id: str, tenant: TenantDep, session: SessionDep, settings: SettingsDep) -> JobOut:
-    job = job_for_tenant(session, tenant, job_id)
-    fail_if_stalled(session, settings, job)
-    return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
-                  progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {}, error=job.error,
-                  created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
+async def get_job(job_id: str, tenant: TenantDep, settings: SettingsDep) -> JobOut:
+    # The route clients poll: one trip to the thread pool for the whole lookup, the session held only inside it.
+    return await run_in_threadpool(job_status, settings, tenant, job_id)
+
+
+def job_status(settings: Settings, tenant: str, job_id: str) -> JobOut:
+    with session_scope() as session:
+        job = job_for_tenant(session, tenant, job_id)
+        fail_if_stalled(session, settings, job)
+        return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
+                      progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {}, error=job.error,
+                      created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
 
 
 @router.post(
