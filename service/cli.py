@@ -66,6 +66,7 @@ def analyze(
         paths = write_report(out, result.document, result.themes, result.documents)
         progress("report", 1.0)
     print_themes(result.document, top)
+    print_groups(result.document, top)
     console.print(f"Wrote {', '.join(str(p) for p in paths)}")
 
 
@@ -110,6 +111,23 @@ def print_themes(document: dict, top: int) -> None:
             f"{theme['sentiment']['mean']:+.2f}", "" if rating is None else f"{rating['mean']:.2f}",
             theme["examples"][0]["text"] if theme["examples"] else "",
         )  # fmt: skip
+    console.print(table)
+
+
+def print_groups(document: dict, top: int) -> None:
+    """The largest theme groups with the ids of their themes."""
+    groups = document.get("groups") or []
+    if not groups:
+        return
+    table = Table(title=f"{len(groups)} theme groups (broader subjects; each a union of the themes listed)")
+    table.add_column("group", justify="right")
+    table.add_column("subject", min_width=24, overflow="fold")
+    table.add_column("size", justify="right")
+    table.add_column("mood", justify="right")
+    table.add_column("themes", overflow="fold")
+    for group in groups[:top]:
+        table.add_row(str(group["id"]), group["label"], str(group["size"]), f"{group['sentiment']['mean']:+.2f}",
+                      ", ".join(str(t) for t in group["themes"]))  # fmt: skip
     console.print(table)
 
 
@@ -236,6 +254,7 @@ def serve(
 ) -> None:
     """The whole service on this machine: API plus an embedded worker, filesystem broker, SQLite. No Redis."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -258,7 +277,9 @@ def serve(
         if not session.scalar(select(func.count()).select_from(ApiKey)):
             first_key, _ = create_key(session, "local")
     worker_cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", "cpu,gpu", "--concurrency", "1"]
-    child = subprocess.Popen(worker_cmd, env=os.environ.copy())
+    # Its own session: a Ctrl-C or a SIGTERM to this process group reaches only this process, which then stops the
+    # worker with one SIGTERM (a signal to the worker's pool processes as well can hang Celery's shutdown).
+    child = subprocess.Popen(worker_cmd, env=os.environ.copy(), start_new_session=True)
     base = f"http://{host}:{port}"
     say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731 - keys and URLs unbroken
     say(f"\n[bold]feedback-themes[/] is starting on {base}  (API docs: {base}/docs)")
@@ -267,6 +288,9 @@ def serve(
         say(f"Your API key (tenant 'local', shown once): [bold]{first_key}[/]")
     say("More keys: feedback-themes keys create --tenant NAME")
     say(f"Upload: curl -H 'X-API-Key: KEY' -F file=@reviews.csv -F text_column=text {base}/v1/jobs\n")
+    # uvicorn re-raises the SIGTERM it shut down on; with the default handler that would end this process at once and
+    # orphan the worker. As an exception it unwinds through the ``finally`` below, which stops the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, log_level="info")
     finally:
@@ -275,6 +299,10 @@ def serve(
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> None:

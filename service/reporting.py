@@ -19,7 +19,17 @@ from sqlalchemy.orm import Session
 
 import typer
 
-from service.db.models import Document, DocumentTheme, Job, Project, Tenant, ThemeRow, ThemeTrendRow, utcnow
+from service.db.models import (
+    Document,
+    DocumentTheme,
+    Job,
+    Project,
+    Tenant,
+    ThemeGroupRow,
+    ThemeRow,
+    ThemeTrendRow,
+    utcnow,
+)
 from service.repository import job_view
 
 log = logging.getLogger(__name__)
@@ -41,8 +51,11 @@ REPORTS: dict[str, list[tuple[str, str]]] = {
                      ("documents", "int"), ("period_documents", "int"), ("share", "float"), ("emerging", "bool")],
     "theme_impact": [("theme_id", "int"), ("label", "str"), ("coef", "float"), ("low", "float"), ("high", "float"),
                      ("rated_documents", "int")],
+    "theme_groups": [("group_id", "int"), ("level", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"),
+                     ("share", "float"), ("sentiment_mean", "float"), ("negative", "float"), ("neutral", "float"),
+                     ("positive", "float"), ("rating_mean", "float"), ("rating_count", "int"), ("theme_ids", "str")],
 }  # fmt: skip
-NEEDS_THEMES = {"themes", "document_themes", "theme_trends", "theme_impact"}
+NEEDS_THEMES = {"themes", "document_themes", "theme_trends", "theme_impact", "theme_groups"}
 
 
 def columns(name: str) -> list[str]:
@@ -92,6 +105,13 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
                    bool(record.get("emerging")))  # fmt: skip
     elif name == "document_themes":
         yield from _document_theme_rows(session, job)
+    elif name == "theme_groups":
+        query = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
+        for g in session.scalars(query.order_by(ThemeGroupRow.size.desc(), ThemeGroupRow.group_id)):
+            yield (g["id"], g["level"], g["label"], "; ".join(g["keywords"]), g["size"], g["share"],
+                   g["sentiment"]["mean"], g["sentiment"]["negative"], g["sentiment"]["neutral"],
+                   g["sentiment"]["positive"], None if g["rating"] is None else g["rating"]["mean"],
+                   0 if g["rating"] is None else g["rating"]["count"], "; ".join(str(t) for t in g["themes"]))  # fmt: skip
     else:
         raise KeyError(name)
 

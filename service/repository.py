@@ -22,6 +22,7 @@ from service.db.models import (
     Project,
     ReportToken,
     ThemeEdit,
+    ThemeGroupRow,
     ThemeRow,
     ThemeTrendRow,
     utcnow,
@@ -161,6 +162,15 @@ def theme_members(session: Session, job_id: str, theme_id: int, offset: int, lim
         .offset(offset).limit(limit)
     ).all()  # fmt: skip
     return [dict(row._mapping) for row in rows], total
+
+
+def groups_page(session: Session, job: Job, offset: int, limit: int) -> tuple[list[dict], int]:
+    """A page of the job's theme groups (largest first) in the themes.json schema. Groups come from the analysis:
+    a theme renamed, hidden or merged later keeps its place in them."""
+    base = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
+    total = session.scalar(select(func.count()).select_from(ThemeGroupRow).where(ThemeGroupRow.job_id == job.id)) or 0
+    order = (ThemeGroupRow.size.desc(), ThemeGroupRow.group_id.asc())
+    return list(session.scalars(base.order_by(*order).offset(offset).limit(limit))), total
 
 
 def job_metadata(job: Job, total_themes: int) -> dict[str, Any]:

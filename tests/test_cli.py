@@ -51,7 +51,16 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     purity = [long[long.theme_id == t["id"]]["doc_id"].map(truth).value_counts(normalize=True).iloc[0]
               for t in first["themes"]]  # fmt: skip
     assert sum(purity) / len(purity) > 0.6
-    assert "themes in" in result.stdout and "Wrote" in result.stdout
+    # theme groups: unions of whole themes, listed in themes.json and theme_groups.csv
+    ids = {t["id"] for t in first["themes"]}
+    assert meta["n_groups"] == len(first["groups"]) >= 2
+    for group in first["groups"]:
+        assert len(group["themes"]) >= 2 and set(group["themes"]) <= ids and group["level"] in (2, 4, 8, 16)
+        union = set(long[long.theme_id.isin(group["themes"])]["doc_id"])
+        assert group["size"] == len(union) and {e["doc_id"] for e in group["examples"]} <= union
+    groups_csv = pd.read_csv(tmp_path / "a" / "theme_groups.csv")
+    assert groups_csv["group_id"].tolist() == [g["id"] for g in first["groups"]]
+    assert "themes in" in result.stdout and "theme groups" in result.stdout and "Wrote" in result.stdout
 
 
 @pytest.mark.slow

@@ -46,7 +46,8 @@ def test_write_report_files(tmp_path):
     docs, themes = _fixture()
     doc = themes_document(themes, docs, {"model": "m", "sae": {}, "seed": 0, "created_at": "x"})
     paths = write_report(tmp_path, doc, themes, docs)
-    assert [p.name for p in paths] == ["themes.json", "themes.csv", "document_themes.csv", "documents.csv"]
+    names = ["themes.json", "themes.csv", "document_themes.csv", "documents.csv", "theme_groups.csv"]
+    assert [p.name for p in paths] == names
     assert json.loads(paths[0].read_text()) == doc
     themes_csv = pd.read_csv(paths[1])
     assert list(themes_csv.columns) == THEMES_COLUMNS and themes_csv["keywords"][0] == "parcel; late; lost"
@@ -57,3 +58,21 @@ def test_write_report_files(tmp_path):
     assert list(documents.columns) == DOCUMENTS_COLUMNS
     assert documents["date"].tolist() == ["2026-01-01T00:00:00Z", "", "2026-02-03T00:00:00Z"]
     assert documents["sentiment_score"][0] == -0.5123
+
+
+def test_groups_in_the_document_and_their_csv(tmp_path):
+    docs, themes = _fixture()
+    group = Theme(id=1, features=[7, 9, 11], members=np.array([0, 1, 2]), activations=np.array([0.8, 0.6, 0.5]),
+                  label="parcel, sum", keywords=["parcel", "sum"], examples=[2, 0],
+                  sentiment={"mean": -0.1, "negative": 0.6667, "neutral": 0.0, "positive": 0.3333},
+                  rating={"mean": 3.0, "count": 2}, themes=[7, 11], level=2)  # fmt: skip
+    doc = themes_document(themes, docs, {"model": "m"}, groups=[group])
+    assert doc["metadata"]["n_groups"] == 1
+    [record] = doc["groups"]
+    assert record["id"] == 1 and record["level"] == 2 and record["themes"] == [7, 11] and record["size"] == 3
+    assert record["share"] == 1.0 and record["examples"][0]["text"] == "=SUM(A1)" and record["rating"]["mean"] == 3.0
+    paths = write_report(tmp_path, doc, themes, docs)
+    table = pd.read_csv(paths[4])
+    assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids"]
+    assert table.loc[0, ["group_id", "level", "size", "theme_ids"]].tolist() == [1, 2, 3, "7; 11"]
+    assert themes_document(themes, docs, {})["groups"] == []  # no groups: an empty list, not a missing key

@@ -76,6 +76,13 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     means = [t["sentiment"]["mean"] for t in by_sentiment["themes"]]
     assert means == sorted(means)
     first_members = {t: members(client, project, t) for t in first_ids}
+    groups = client.get(f"/v1/jobs/{job['id']}/groups", params={"limit": 2}).json()
+    assert groups["metadata"]["n_groups"] >= 2 and len(groups["groups"]) == 2 and groups["next_cursor"]
+    everything = client.get(f"/v1/projects/{project}/groups", params={"limit": 500}).json()["groups"]
+    assert len(everything) == groups["metadata"]["n_groups"] and everything[:2] == groups["groups"]
+    for group in everything:  # a group is a union of whole themes, at least two
+        assert group["label"] and group["examples"] and len(group["themes"]) >= 2 and set(group["themes"]) <= first_ids
+        assert group["size"] == len(set().union(*(first_members[t] for t in group["themes"])))
 
     for name, column in (("themes", "theme_id"), ("document_themes", "activation"), ("documents", "sentiment_label")):
         report = client.get(f"/v1/projects/{project}/reports/{name}.csv")

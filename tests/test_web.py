@@ -108,6 +108,18 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     page.fill("#search", "")
     page.screenshot(path=str(ARTIFACTS / "web-2-themes.png"), full_page=True)
 
+    # theme groups: each lists its themes; one opens the theme
+    groups = page.locator("#groups-table tbody tr")
+    assert groups.count() >= 2 and groups.first.locator(".theme-link").count() >= 2
+    chip = groups.first.locator(".theme-link").first
+    chip_label = page.locator(f"#themes-table tbody tr[data-theme='{chip.get_attribute('data-theme')}'] .theme-link")
+    assert chip.text_content() == chip_label.text_content()
+    chip.click()
+    page.wait_for_selector("#theme-view:not([hidden]) #theme-comments li")
+    assert page.text_content("#theme-title") == chip_label.text_content()
+    page.click("#back")
+    page.wait_for_selector("#explorer:not([hidden])")
+
     # the theme holding the injected comment: its text shows as text, nothing runs
     client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
     project = client.get("/v1/projects").json()["projects"][0]["id"]

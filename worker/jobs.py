@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
 
 from service.db.embedding_store import DatabaseEmbeddingCache
-from service.db.models import Document, DocumentTheme, Job, Project, ThemeRow, utcnow
+from service.db.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, utcnow
 from service.db.session import session_scope
 from service.metrics import timed_stage
 from service.problems import problem
@@ -219,7 +219,7 @@ def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
 
 def analyze(job_id: str) -> dict[str, Any]:
     """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
-    from worker.pipeline import AnalysisOptions, embed_documents, find_themes, metadata
+    from worker.pipeline import AnalysisOptions, embed_documents, find_groups, find_themes, metadata
     from worker.stages import train
     from worker.stages.report import themes_document
 
@@ -247,8 +247,9 @@ def analyze(job_id: str) -> dict[str, Any]:
     with timed_stage("themes"):
         set_stage(job_id, "themes", 0.0)
         themes = find_themes(sae, embedded, docs, options.themes)
+        groups = find_groups(sae, themes, embedded, docs, options.themes)
         counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
-        document = themes_document(themes, docs, metadata(sae, options, counts))
+        document = themes_document(themes, docs, metadata(sae, options, counts), groups)
         store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)
     return document["metadata"]
 
@@ -273,6 +274,10 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
                          "first_seen_job": seen, "record": record})  # fmt: skip
         if rows:
             session.execute(insert(ThemeRow), rows)
+        session.execute(delete(ThemeGroupRow).where(ThemeGroupRow.job_id == job_id))
+        groups = [{"job_id": job_id, "group_id": g["id"], "size": g["size"], "record": g} for g in document["groups"]]
+        if groups:
+            session.execute(insert(ThemeGroupRow), groups)
         ids = docs["id"].to_numpy()
         links = [{"job_id": job_id, "theme_id": t.id, "document_id": int(ids[m]), "activation": round(float(a), 4)}
                  for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip

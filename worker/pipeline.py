@@ -18,7 +18,7 @@ from service.settings import DEFAULT_MODEL
 from worker.stages import embed, sentiment, train
 from worker.stages.ingest import IngestResult
 from worker.stages.report import themes_document
-from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes
+from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes, group_themes
 
 STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
 StageProgress = Callable[[str, float], None]
@@ -52,13 +52,14 @@ class Embedded:
 
 @dataclass
 class Analysis:
-    """The result of an analysis: documents (with sentiment), themes, the themes.json object, the SAE."""
+    """The result of an analysis: documents (with sentiment), themes, theme groups, the themes.json object, the SAE."""
 
     documents: pd.DataFrame
     themes: list[Theme]
     document: dict[str, Any]
     sae: Any
     counts: dict[str, int]
+    groups: list[Theme] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> str:
@@ -98,9 +99,19 @@ def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
 def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions) -> list[Theme]:
     """Themes of the documents under a fitted SAE, described and sorted by size."""
     acts = train.activations(sae, embedded.vectors)[embedded.inverse]
-    decoder = sae.model_.W_dec.detach().float().cpu().numpy()
-    themes = build_themes(acts, decoder, options)
+    themes = build_themes(acts, decoder_of(sae), options)
     return describe_themes(themes, documents, embedded.per_document(), options)
+
+
+def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame,
+                options: ThemeOptions) -> list[Theme]:  # fmt: skip
+    """Theme groups over the themes (broader subjects), described and sorted by size."""
+    return group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options)
+
+
+def decoder_of(sae: Any) -> np.ndarray:
+    """The SAE's decoder as a (d, n_latents) float32 array."""
+    return sae.model_.W_dec.detach().float().cpu().numpy()
 
 
 def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict[str, Any]:
@@ -138,6 +149,7 @@ def analyze(
         device=options.device, progress=report("train"), previous=previous_sae,
     )  # fmt: skip
     themes = find_themes(sae, embedded, documents, options.themes)
+    groups = find_groups(sae, themes, embedded, documents, options.themes)
     report("themes")(1.0)
-    document = themes_document(themes, documents, metadata(sae, options, counts))
-    return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts)
+    document = themes_document(themes, documents, metadata(sae, options, counts), groups)
+    return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts, groups=groups)

@@ -16,12 +16,12 @@ from service.api import uploads
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
-from service.api.schemas import JobCreated, JobOut, ThemesPage
+from service.api.schemas import GroupsPage, JobCreated, JobOut, ThemesPage
 from service.db.models import Job, utcnow
 from service.db.session import session_scope
 from service.problems import problem
+from service.repository import NewJob, create_job, groups_page, job_for_tenant, job_metadata, themes_page
 from service.settings import Settings
-from service.repository import NewJob, create_job, job_for_tenant, job_metadata, themes_page
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -92,8 +92,8 @@ async def post_job(
 
 def enqueue(celery, job_id: str) -> None:  # type: ignore[no-untyped-def]
     """Send the job's first task by name; if the broker is down the job ends failed and the caller gets 503."""
-    from worker.jobs import fail_job  # light: no torch
     from service.problems import problem
+    from worker.jobs import fail_job  # light: no torch
 
     try:
         celery.send_task(RUN_JOB, args=[job_id], queue=CPU_QUEUE)
@@ -192,6 +192,27 @@ def retry_job(job_id: str, response: Response, tenant: TenantDep, session: Sessi
     return JobCreated(id=job.id, status="queued", project_id=job.project_id)
 
 
+@router.get("/{job_id}/groups", response_model=GroupsPage, summary="The theme groups as of this job")
+def get_job_groups(
+    job_id: str,
+    tenant: TenantDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> GroupsPage:
+    job = finished_job(session, tenant, job_id)
+    offset = decode_cursor(cursor)
+    groups, total = groups_page(session, job, offset, limit)
+    return GroupsPage(metadata=job_metadata(job, 0), groups=groups, next_cursor=next_cursor(offset, limit, total))
+
+
+def finished_job(session: Session, tenant: str, job_id: str) -> Job:
+    job = job_for_tenant(session, tenant, job_id)
+    if job.status != "succeeded":
+        raise ProblemError(409, f"job {job_id} has status {job.status!r}; themes exist once it has succeeded", "job-not-done")
+    return job
+
+
 @router.get("/{job_id}/themes", response_model=ThemesPage, summary="The themes as of this job")
 def get_job_themes(
     job_id: str,
@@ -202,9 +223,7 @@ def get_job_themes(
     sort: Literal["size", "sentiment"] = "size",
     order: Literal["asc", "desc"] = "desc",
 ) -> ThemesPage:
-    job = job_for_tenant(session, tenant, job_id)
-    if job.status != "succeeded":
-        raise ProblemError(409, f"job {job_id} has status {job.status!r}; themes exist once it has succeeded", "job-not-done")
+    job = finished_job(session, tenant, job_id)
     offset = decode_cursor(cursor)
     themes, total = themes_page(session, job, sort, order, offset, limit)
     return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))

@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.deps import SessionDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
-from service.api.schemas import Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
+from service.api.schemas import GroupsPage, Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
 from service.db.models import Job
 from service.reporting import publish_reporting
 from service.repository import (
     edit_theme,
+    groups_page,
     job_metadata,
     list_edits,
     list_projects,
@@ -112,6 +113,16 @@ def get_project_themes(
     offset = decode_cursor(cursor)
     themes, total = themes_page(session, job, sort, order, offset, limit, include_hidden)
     return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))
+
+
+@router.get("/{project_id}/groups", response_model=GroupsPage, summary="The project's current theme groups")
+def get_project_groups(
+    project_id: str, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+) -> GroupsPage:
+    job = current_job(session, tenant, project_id)
+    offset = decode_cursor(cursor)
+    groups, total = groups_page(session, job, offset, limit)
+    return GroupsPage(metadata=job_metadata(job, 0), groups=groups, next_cursor=next_cursor(offset, limit, total))
 
 
 @router.get("/{project_id}/themes/{theme_id}", response_model=ThemeDetail, summary="A theme with its member comments")

@@ -25,7 +25,7 @@ from service.reporting import NEEDS_THEMES, SCHEMA_VERSION, columns, parquet_byt
 from service.repository import create_report_token, project_for_report_token, project_for_tenant, revoke_report_tokens
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
-ReportName = Literal["themes", "document_themes", "documents", "theme_trends", "theme_impact"]
+ReportName = Literal["themes", "document_themes", "documents", "theme_trends", "theme_impact", "theme_groups"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TokenQuery = Annotated[str | None, Query(max_length=100, description="A report token (instead of X-API-Key)")]
 

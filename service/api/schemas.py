@@ -68,6 +68,14 @@ class ThemesPage(BaseModel):
     next_cursor: str | None
 
 
+class GroupsPage(BaseModel):
+    """The ``groups`` of ``themes.json``, one page at a time: broader subjects, each listing its themes' ids."""
+
+    metadata: dict[str, Any]
+    groups: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 class Member(BaseModel):
     doc_id: str
     text: str

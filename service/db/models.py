@@ -125,6 +125,16 @@ class ThemeRow(Base):
     derived: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
+class ThemeGroupRow(Base):
+    """A theme group of a job (``themes.json`` ``groups``): recomputed by each analysis, its id holds in its job only."""
+
+    __tablename__ = "theme_groups"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    record: Mapped[dict[str, Any]] = mapped_column()  # the group in the themes.json schema
+
+
 class DocumentTheme(Base):
     __tablename__ = "document_themes"
     __table_args__ = (Index("ix_document_themes_job_theme", "job_id", "theme_id", "activation"),)

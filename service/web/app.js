@@ -3,12 +3,13 @@
 // createTextNode, attribute values); nothing is ever parsed as HTML.
 "use strict";
 
-const REPORTS = ["themes", "document_themes", "documents", "theme_trends", "theme_impact"];
+const REPORTS = ["themes", "document_themes", "documents", "theme_trends", "theme_impact", "theme_groups"];
 const COLOURS = ["#0b57d0", "#c5221f", "#137333", "#b06000", "#8430ce", "#007b83", "#d01884", "#5f6368"];
 const state = {
   key: sessionStorage.getItem("ft-key") || "",
   project: null,
   themes: [],
+  groups: [],
   trends: null,
   sort: { key: "size", dir: -1 },
   theme: null,
@@ -230,13 +231,15 @@ async function openProject(projectId) {
   state.project = projectId;
   $("project").value = projectId;
   try {
-    const [project, page, trends, stats] = await Promise.all([
+    const [project, page, trends, stats, groups] = await Promise.all([
       api(`/v1/projects/${projectId}`),
       api(`/v1/projects/${projectId}/themes?limit=500&include_hidden=true`),
       api(`/v1/projects/${projectId}/trends`),
       api(`/v1/projects/${projectId}/stats`),
+      api(`/v1/projects/${projectId}/groups?limit=500`),
     ]);
     state.themes = page.themes;
+    state.groups = groups.groups;
     state.trends = trends;
     state.stats = stats;
     $("project-summary").textContent =
@@ -245,6 +248,7 @@ async function openProject(projectId) {
     $("explorer").hidden = false;
     $("theme-view").hidden = true;
     renderThemes();
+    renderGroups();
     renderCharts();
     renderDownloads();
   } catch (error) {
@@ -330,6 +334,18 @@ function renderThemes() {
       el("td", {}, sparkline(series(t.id), `share per ${state.trends && state.trends.period}`)));
   });
   $("themes-table").tBodies[0].replaceChildren(...rows);
+}
+
+function renderGroups() {
+  const labels = new Map(state.themes.map((t) => [t.id, t.label]));
+  const rows = state.groups.map((g) => el("tr", { "data-group": g.id },
+    el("td", { text: g.label }),
+    el("td", { class: "num", text: g.size }),
+    el("td", { title: `mean ${signed(g.sentiment.mean)}` }, sentimentBar(g.sentiment)),
+    el("td", {}, ...g.themes.map((id) => el("button", {
+      type: "button", class: "theme-link chip", "data-theme": id, text: labels.get(id) || `theme ${id}`, onclick: () => openTheme(id),
+    })))));
+  $("groups-table").tBodies[0].replaceChildren(...rows);
 }
 
 function chart(id, config) {
@@ -499,6 +515,7 @@ async function edit(path, method, body, message) {
     state.theme = current;
     renderTheme(current);
     renderThemes();
+    renderGroups();
     renderCharts();
     say("edit-status", message);
   } catch (error) {

@@ -278,7 +278,7 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     """Child: SAE + themes on the memory-mapped embeddings (texts per row from ``texts_path``)."""
     import pandas as pd
 
-    from worker.pipeline import Embedded, find_themes
+    from worker.pipeline import Embedded, find_groups, find_themes
     from worker.stages.themes import ThemeOptions
     from worker.stages.train import train_sae
 
@@ -289,11 +289,14 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     start = time.perf_counter()
     sae = train_sae(X, seed=0, device="cpu")
     trained = time.perf_counter()
-    themes = find_themes(sae, Embedded(X, np.arange(len(X)), 0), docs, ThemeOptions())
+    embedded = Embedded(X, np.arange(len(X)), 0)
+    themes = find_themes(sae, embedded, docs, ThemeOptions())
+    groups = find_groups(sae, themes, embedded, docs, ThemeOptions())
     done = time.perf_counter()
     return {"n": len(X), "train_s": round(trained - start, 2), "themes_s": round(done - trained, 2),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "rss_before_mb": round(rss0, 1), "n_themes": len(themes), "n_latents": sae.n_latents_, "k": sae.k_,
+            "rss_before_mb": round(rss0, 1), "n_themes": len(themes), "n_groups": len(groups),
+            "n_latents": sae.n_latents_, "k": sae.k_,
             "epochs": sae.epochs_, "samples": int(sae.n_steps_ * sae.batch_size_), "fvu": round(sae.metrics_["fvu"], 4),
             "samples_per_s": round(sae.n_steps_ * sae.batch_size_ / max(trained - start, 1e-9))}  # fmt: skip
 

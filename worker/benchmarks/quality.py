@@ -47,8 +47,8 @@ def run_quality(
             res = run_system(spec, X, data.texts, seed, n_gold)
             parents = res.info.pop("parents", None)
             variants = {spec: res.themes}
-            if parents is not None:  # the SAE's flat themes plus their parent themes (one training, two rows)
-                variants[f"{spec}+parents"] = res.themes + parents
+            if parents is not None:  # what the product shows: themes plus theme groups (one training, two rows)
+                variants[f"{spec}+groups"] = res.themes + parents
             for name, themes in variants.items():
                 scores = evaluate(themes, data)
                 scores.update(seed=seed, seconds=res.seconds, info=res.info)

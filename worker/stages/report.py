@@ -47,12 +47,22 @@ def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int) -> dic
     }
 
 
-def themes_document(themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The whole ``themes.json`` object: metadata plus themes sorted by size."""
+def group_record(group: Theme, documents: pd.DataFrame, n_documents: int) -> dict[str, Any]:
+    """One theme group in the ``themes.json`` schema: a theme record plus its ``level`` and its ``themes``' ids."""
+    record = theme_record(group, documents, n_documents)
+    return {**record, "level": int(group.level), "themes": [int(t) for t in group.themes]}
+
+
+def themes_document(
+    themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any], groups: Iterable[Theme] = ()
+) -> dict[str, Any]:
+    """The whole ``themes.json`` object: metadata, themes sorted by size, theme groups sorted by size."""
     records = [theme_record(t, documents, len(documents)) for t in themes]
     records.sort(key=lambda r: (-r["size"], r["id"]))
-    meta = {"n_documents": len(documents), "n_themes": len(records), **metadata}
-    return {"metadata": meta, "themes": records}
+    group_records = [group_record(g, documents, len(documents)) for g in groups]
+    group_records.sort(key=lambda r: (-r["size"], r["id"]))
+    meta = {"n_documents": len(documents), "n_themes": len(records), "n_groups": len(group_records), **metadata}
+    return {"metadata": meta, "themes": records, "groups": group_records}
 
 
 def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -103,13 +113,24 @@ def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """``theme_groups.csv``: the columns of ``themes.csv`` (``group_id`` for ``theme_id``), its level and its themes'
+    ids joined by ``; ``."""
+    table = themes_table(records).rename(columns={"theme_id": "group_id"})
+    table.insert(1, "level", [r["level"] for r in records])
+    table["theme_ids"] = ["; ".join(str(t) for t in r["themes"]) for r in records]
+    return table
+
+
 def write_report(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:
-    """Write the four output files; return their paths."""
+    """Write the five output files; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "documents.csv"]
+    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "documents.csv",
+             out / "theme_groups.csv"]  # fmt: skip
     paths[0].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     themes_table(document["themes"]).to_csv(paths[1], index=False)
     document_themes_table(themes, documents).to_csv(paths[2], index=False)
     documents_table(documents).to_csv(paths[3], index=False)
+    groups_table(document.get("groups", [])).to_csv(paths[4], index=False)
     return paths

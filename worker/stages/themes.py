@@ -49,6 +49,9 @@ class Theme:
     sentiment: dict[str, float] = field(default_factory=dict)
     rating: dict[str, float] | None = None
     examples: list[int] = field(default_factory=list)
+    # A theme group (see :func:`group_themes`): the ids of its themes, and about how many themes it spans (2, 4, ...).
+    themes: list[int] = field(default_factory=list)
+    level: int = 0
 
     @property
     def size(self) -> int:
@@ -142,7 +145,8 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
     ``len(themes) // level`` groups for each of ``options.parent_levels``; every group of two or more themes becomes
     a parent whose members are the union of its children's (activation: the highest). Parents nearly equal
     (member Jaccard ≥ ``parent_dedupe_jaccard``) to a theme or an earlier parent are dropped. A parent's ``id`` is
-    its lowest feature index, so it can coincide with a child's: parents belong in a list of their own.
+    its lowest feature index, so it can coincide with a child's: parents belong in a list of their own. Each
+    parent carries its children's theme ids (``themes``) and the level it was cut at (``level``).
     On coarse gold labels this is what recovers them (SemEval categories: label F1 0.18 → 0.52, docs/benchmarks.md).
     """
     if len(themes) < 4 or not options.parent_levels:
@@ -175,8 +179,38 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
             rows = np.array(sorted(members), dtype=np.int64)
             features = sorted(f for c in children for f in themes[c].features)
             parents.append(Theme(id=features[0], features=features, members=rows,
-                                 activations=np.array([best[r] for r in rows.tolist()], dtype=np.float32)))  # fmt: skip
+                                 activations=np.array([best[r] for r in rows.tolist()], dtype=np.float32),
+                                 themes=sorted(themes[c].id for c in children), level=level))  # fmt: skip
     return parents
+
+
+def group_themes(
+    themes: list[Theme],
+    decoder: np.ndarray,
+    documents: pd.DataFrame,
+    embeddings: np.ndarray | DocumentVectors,
+    options: ThemeOptions = ThemeOptions(),
+) -> list[Theme]:
+    """Theme groups shown beside the themes: :func:`parent_themes`, numbered 1, 2, … (finest level first, then by
+    size) and described like themes (label, keywords, sentiment, rating, examples), sorted by size.
+
+    Groups are what recovers coarse categories that no single fine theme matches (docs/benchmarks.md); they are
+    recomputed by every analysis, so unlike theme ids their ids hold within one job only.
+    """
+    groups = parent_themes(themes, decoder, options)
+    groups.sort(key=lambda g: (g.level, -g.size, g.themes))
+    for number, group in enumerate(groups, start=1):
+        group.id = number
+    if not groups:
+        return []
+    # Keywords are c-TF-IDF among the groups of one level (nearly a partition of the comments): across levels, a
+    # broad group and its own sub-groups share every term, which would leave only filler words to tell them apart.
+    terms = term_counts(documents["text"].tolist())
+    described: list[Theme] = []
+    for level in sorted({g.level for g in groups}):
+        same_level = [g for g in groups if g.level == level]
+        described += describe_themes(same_level, documents, embeddings, options, terms)
+    return sorted(described, key=lambda t: (-t.size, t.id))
 
 
 def describe_themes(
@@ -184,16 +218,18 @@ def describe_themes(
     documents: pd.DataFrame,
     embeddings: np.ndarray | DocumentVectors,
     options: ThemeOptions = ThemeOptions(),
+    terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> list[Theme]:
     """Fill label, keywords, sentiment, rating and examples; return themes sorted by size (then id).
 
     ``documents`` needs ``text``, ``sentiment_score``, ``sentiment_label`` and ``rating`` columns, one row per
-    document in the order of the activation matrix; ``embeddings`` has one unit row per document.
+    document in the order of the activation matrix; ``embeddings`` has one unit row per document. ``terms``:
+    :func:`~worker.keywords.term_counts` of the texts, when already counted. Keywords are c-TF-IDF among ``themes``.
     """
     if not themes:
         return []
     texts = documents["text"].tolist()
-    counts, vocabulary = term_counts(texts)
+    counts, vocabulary = terms if terms is not None else term_counts(texts)
     membership = sp.csr_matrix(
         (
             np.ones(sum(t.size for t in themes), dtype=np.float32),
