@@ -221,3 +221,18 @@ def test_cuda_training_matches_cpu_inference(data, tmp_path):
     sae.save(tmp_path)
     cpu = SparseAutoencoder.load(tmp_path, device="cpu")
     np.testing.assert_allclose(cpu.reconstruct(X), sae.reconstruct(X), atol=1e-3)
+
+
+def test_warm_up_pays_the_first_fits_import_costs_and_workers_run_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from sae.trainer import warm_up; assert 'torch._dynamo' not in sys.modules; warm_up(); "
+            "assert 'torch._dynamo' in sys.modules and 'sklearn.cluster' in sys.modules")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    from celery.signals import worker_process_init
+
+    from worker.tasks import warm_up_pool_process
+
+    assert any(r() is warm_up_pool_process for _, r in worker_process_init.receivers)

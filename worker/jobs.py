@@ -219,7 +219,7 @@ def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
 
 def analyze(job_id: str) -> dict[str, Any]:
     """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
-    from worker.pipeline import AnalysisOptions, embed_documents, find_groups, find_themes, metadata
+    from worker.pipeline import AnalysisOptions, count_terms, embed_documents, find_groups, find_themes, metadata
     from worker.stages import train
     from worker.stages.report import themes_document
 
@@ -246,8 +246,9 @@ def analyze(job_id: str) -> dict[str, Any]:
         sae.save(sae_dir)
     with timed_stage("themes"):
         set_stage(job_id, "themes", 0.0)
-        themes = find_themes(sae, embedded, docs, options.themes)
-        groups = find_groups(sae, themes, embedded, docs, options.themes)
+        terms = count_terms(docs)
+        themes = find_themes(sae, embedded, docs, options.themes, terms)
+        groups = find_groups(sae, themes, embedded, docs, options.themes, terms)
         counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
         document = themes_document(themes, docs, metadata(sae, options, counts), groups)
         store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)

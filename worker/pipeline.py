@@ -13,13 +13,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from service.settings import DEFAULT_MODEL
+from worker.keywords import term_counts
 from worker.stages import embed, sentiment, train
 from worker.stages.ingest import IngestResult
 from worker.stages.report import themes_document
 from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes, group_themes
 
+Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
 StageProgress = Callable[[str, float], None]
 
@@ -96,17 +99,23 @@ def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
     return documents.assign(sentiment_score=scores, sentiment_label=sentiment.label_scores(scores))
 
 
-def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions) -> list[Theme]:
-    """Themes of the documents under a fitted SAE, described and sorted by size."""
+def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions,
+                terms: Terms | None = None) -> list[Theme]:  # fmt: skip
+    """Themes of the documents under a fitted SAE, described and sorted by size (``terms``: see :func:`count_terms`)."""
     acts = train.activations(sae, embedded.vectors)[embedded.inverse]
     themes = build_themes(acts, decoder_of(sae), options)
-    return describe_themes(themes, documents, embedded.per_document(), options)
+    return describe_themes(themes, documents, embedded.per_document(), options, terms)
 
 
 def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame,
-                options: ThemeOptions) -> list[Theme]:  # fmt: skip
+                options: ThemeOptions, terms: Terms | None = None) -> list[Theme]:  # fmt: skip
     """Theme groups over the themes (broader subjects), described and sorted by size."""
-    return group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options)
+    return group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options, terms)
+
+
+def count_terms(documents: pd.DataFrame) -> Terms:
+    """The documents' term counts, counted once for the keywords of both themes and groups."""
+    return term_counts(documents["text"].tolist())
 
 
 def decoder_of(sae: Any) -> np.ndarray:
@@ -148,8 +157,9 @@ def analyze(
         embedded.vectors, n_latents=options.n_latents, k=options.k, seed=options.seed,
         device=options.device, progress=report("train"), previous=previous_sae,
     )  # fmt: skip
-    themes = find_themes(sae, embedded, documents, options.themes)
-    groups = find_groups(sae, themes, embedded, documents, options.themes)
+    terms = count_terms(documents)
+    themes = find_themes(sae, embedded, documents, options.themes, terms)
+    groups = find_groups(sae, themes, embedded, documents, options.themes, terms)
     report("themes")(1.0)
     document = themes_document(themes, documents, metadata(sae, options, counts), groups)
     return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts, groups=groups)

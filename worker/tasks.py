@@ -8,8 +8,10 @@ are retried with backoff; any other error ends the job ``failed`` with a problem
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import Task, chord, group, shared_task
+from celery.signals import worker_process_init
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,6 +23,22 @@ from worker.stages.ingest import IngestError
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, BrokerError, RedisConnectionError, ConnectionError, TimeoutError)
+
+
+@worker_process_init.connect
+def warm_up_pool_process(**_: object) -> None:
+    """In each prefork pool process, after the fork: a thread imports what the first SAE fit would otherwise wait for
+    (``sae.trainer.warm_up``, ~1.5–2.5 s), so the first job does not pay it; the pool's start-up is not delayed."""
+    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+
+
+def _warm_up() -> None:
+    try:
+        from sae.trainer import warm_up
+
+        warm_up()
+    except Exception:  # noqa: BLE001 - an optimisation only; the first job then pays the cost itself
+        log.warning("worker warm-up failed", exc_info=True)
 
 
 class JobTask(Task):

@@ -278,9 +278,12 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     """Child: SAE + themes on the memory-mapped embeddings (texts per row from ``texts_path``)."""
     import pandas as pd
 
-    from worker.pipeline import Embedded, find_groups, find_themes
+    from sae.trainer import warm_up
+    from worker.pipeline import Embedded, count_terms, find_groups, find_themes
     from worker.stages.themes import ThemeOptions
     from worker.stages.train import train_sae
+
+    warm_up()  # as a worker process does when it starts (worker.tasks.warm_up_pool_process), before any job
 
     X = np.load(emb_path, mmap_mode="r")
     texts = json.loads(Path(texts_path).read_text())
@@ -290,8 +293,9 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     sae = train_sae(X, seed=0, device="cpu")
     trained = time.perf_counter()
     embedded = Embedded(X, np.arange(len(X)), 0)
-    themes = find_themes(sae, embedded, docs, ThemeOptions())
-    groups = find_groups(sae, themes, embedded, docs, ThemeOptions())
+    terms = count_terms(docs)
+    themes = find_themes(sae, embedded, docs, ThemeOptions(), terms)
+    groups = find_groups(sae, themes, embedded, docs, ThemeOptions(), terms)
     done = time.perf_counter()
     return {"n": len(X), "train_s": round(trained - start, 2), "themes_s": round(done - trained, 2),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),

@@ -190,12 +190,14 @@ def group_themes(
     documents: pd.DataFrame,
     embeddings: np.ndarray | DocumentVectors,
     options: ThemeOptions = ThemeOptions(),
+    terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> list[Theme]:
     """Theme groups shown beside the themes: :func:`parent_themes`, numbered 1, 2, … (finest level first, then by
     size) and described like themes (label, keywords, sentiment, rating, examples), sorted by size.
 
     Groups are what recovers coarse categories that no single fine theme matches (docs/benchmarks.md); they are
-    recomputed by every analysis, so unlike theme ids their ids hold within one job only.
+    recomputed by every analysis, so unlike theme ids their ids hold within one job only. ``terms``: as for
+    :func:`describe_themes`.
     """
     groups = parent_themes(themes, decoder, options)
     groups.sort(key=lambda g: (g.level, -g.size, g.themes))
@@ -205,7 +207,7 @@ def group_themes(
         return []
     # Keywords are c-TF-IDF among the groups of one level (nearly a partition of the comments): across levels, a
     # broad group and its own sub-groups share every term, which would leave only filler words to tell them apart.
-    terms = term_counts(documents["text"].tolist())
+    terms = terms if terms is not None else term_counts(documents["text"].tolist())
     described: list[Theme] = []
     for level in sorted({g.level for g in groups}):
         same_level = [g for g in groups if g.level == level]
