@@ -55,7 +55,7 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     ids = {t["id"] for t in first["themes"]}
     assert meta["n_groups"] == len(first["groups"]) >= 2
     for group in first["groups"]:
-        assert len(group["themes"]) >= 2 and set(group["themes"]) <= ids and group["level"] in (2, 4, 8, 16)
+        assert len(group["themes"]) >= 2 and set(group["themes"]) <= ids and group["level"] in (2, 4, 8, 16, 32)
         union = set(long[long.theme_id.isin(group["themes"])]["doc_id"])
         assert group["size"] == len(union) and {e["doc_id"] for e in group["examples"]} <= union
     groups_csv = pd.read_csv(tmp_path / "a" / "theme_groups.csv")

@@ -122,3 +122,41 @@ def test_grant_refuses_unknown_tenants_and_bad_names(postgres):
         out = subprocess.run([sys.executable, "-m", "service.cli", "reporting", "grant", *args], capture_output=True,
                              text=True, timeout=120, env=env)  # fmt: skip
         assert out.returncode == 2 and words in out.stderr, out.stderr
+
+
+def test_upgrade_to_theme_groups_grants_roles_made_before_it():
+    """A database at 0002 with a BI role already granted: migration 0003 adds ``reporting.theme_groups`` (row-level
+    security on) readable by that role; it downgrades and upgrades again."""
+    if not reachable(5432):
+        pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")
+    from alembic import command
+    from alembic.config import Config
+
+    from service.db.session import MIGRATIONS
+
+    name, role = f"ft_{uuid.uuid4().hex[:12]}", f"bi_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+        command.upgrade(config, "0002")
+        dsn = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO reporting.role_tenants VALUES (%s, 'tenant-1')", (role,))
+        command.upgrade(config, "head")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            granted = f"SELECT has_table_privilege('{role}', 'reporting.theme_groups', 'SELECT')"
+            assert conn.execute(granted).fetchone()[0] is True
+            assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'reporting.theme_groups'::regclass"
+                                ).fetchone()[0] is True  # fmt: skip
+        command.downgrade(config, "0002")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('reporting.theme_groups')").fetchone()[0] is None
+        command.upgrade(config, "head")
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

@@ -28,8 +28,9 @@ class ThemeOptions:
     n_keywords: int = 8
     n_examples: int = 5
     example_similarity: float = 0.95  # skip an example this similar to one already chosen
-    # Parent themes (see :func:`parent_themes`): cut the feature hierarchy at n_themes // level for each level.
-    parent_levels: tuple[int, ...] = (2, 4, 8, 16)
+    # Parent themes / theme groups (see :func:`parent_themes`): cut at n_themes // level groups for each level. The
+    # level 32 (a handful of very broad groups) took coarse-gold label recovery up by 0.005–0.037 (docs/benchmarks.md).
+    parent_levels: tuple[int, ...] = (2, 4, 8, 16, 32)
     parent_dedupe_jaccard: float = 0.9  # drop a parent whose members are this close to a theme or parent shown
 
     def resolved_min_size(self, n_docs: int) -> int:
