@@ -130,3 +130,12 @@ def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():
     assert np.all(np.sign(out["scores"][150:]) == np.where(truth == "positive", 1, -1))
     few = calibrate_on_ratings(X[:10], np.full(10, 0.5, np.float32), ratings[:10])
     assert not few["calibrated"] and list(few["labels"]) == ["positive"] * 10
+
+
+def test_kept_ids_compares_members_on_the_first_half_only():
+    from worker.benchmarks.incremental import kept_ids
+
+    first = {1: {0, 1, 2, 3}, 2: {4, 5}, 3: {6, 7}}
+    after = {1: {0, 1, 2, 10, 11, 12}, 2: {9}, 4: {6, 7}}  # rows ≥ 8 are the second half's
+    # theme 1 keeps its meaning (new rows do not count against it); 2 lost it; 3's members moved to another id
+    assert kept_ids(first, after, set(range(8))) == 1
