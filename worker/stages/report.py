@@ -1,4 +1,5 @@
-"""Report stage: themes and documents → ``themes.json``, ``themes.csv``, ``document_themes.csv``, ``documents.csv``.
+"""Report stage: themes, groups and documents → ``themes.json``, ``themes.csv``, ``document_themes.csv``,
+``documents.csv``, ``theme_groups.csv``.
 
 The column sets here are the product's output schema (see README); the API's CSV reports use the same functions.
 """
