@@ -84,11 +84,8 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
     if name == "themes":
         for r in shown_records(session, job):
             impact = r.get("impact") or {}
-            yield (r["id"], r["label"], "; ".join(r["keywords"]), r["size"], r["share"], r["sentiment"]["mean"],
-                   r["sentiment"]["negative"], r["sentiment"]["neutral"], r["sentiment"]["positive"],
-                   None if r["rating"] is None else r["rating"]["mean"],
-                   0 if r["rating"] is None else r["rating"]["count"], bool(r.get("emerging")), impact.get("coef"),
-                   impact.get("low"), impact.get("high"), "; ".join(str(m) for m in r.get("merged", [])) or None,
+            yield (r["id"], *_summary(r), bool(r.get("emerging")), impact.get("coef"), impact.get("low"),
+                   impact.get("high"), "; ".join(str(m) for m in r.get("merged", [])) or None,
                    r.get("original_label"))  # fmt: skip
     elif name == "theme_impact":
         for r in shown_records(session, job):
@@ -108,12 +105,17 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
     elif name == "theme_groups":
         query = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
         for g in session.scalars(query.order_by(ThemeGroupRow.size.desc(), ThemeGroupRow.group_id)):
-            yield (g["id"], g["level"], g["label"], "; ".join(g["keywords"]), g["size"], g["share"],
-                   g["sentiment"]["mean"], g["sentiment"]["negative"], g["sentiment"]["neutral"],
-                   g["sentiment"]["positive"], None if g["rating"] is None else g["rating"]["mean"],
-                   0 if g["rating"] is None else g["rating"]["count"], "; ".join(str(t) for t in g["themes"]))  # fmt: skip
+            yield g["id"], g["level"], *_summary(g), "; ".join(str(t) for t in g["themes"])
     else:
         raise KeyError(name)
+
+
+def _summary(r: dict[str, Any]) -> tuple:
+    """label … rating_count of a theme or group record: the columns ``themes`` and ``theme_groups`` share."""
+    sentiment, rating = r["sentiment"], r["rating"]
+    return (r["label"], "; ".join(r["keywords"]), r["size"], r["share"], sentiment["mean"], sentiment["negative"],
+            sentiment["neutral"], sentiment["positive"], None if rating is None else rating["mean"],
+            0 if rating is None else rating["count"])  # fmt: skip
 
 
 def _document_theme_rows(session: Session, job: Job) -> Iterator[tuple]:
