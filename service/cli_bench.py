@@ -66,7 +66,8 @@ def quality(
 
 @bench_app.command()
 def sentiment(
-    dataset: Annotated[str, typer.Option(help="airline, clothing or semeval.")] = "airline",
+    dataset: Annotated[str, typer.Option(help="airline, clothing, semeval, or held out: laptops, restaurants16, "
+                                         "hotels.")] = "airline",
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache folder.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON here.")] = None,
 ) -> None:

@@ -22,3 +22,23 @@ def test_labels_and_aggregate():
     assert labels.tolist() == ["negative", "negative", "neutral", "neutral", "positive", "positive"]
     agg = aggregate(np.array([-0.5, 0.0, 0.9, 0.8]), label_scores(np.array([-0.5, 0.0, 0.9, 0.8])))
     assert agg == pytest.approx({"mean": 0.3, "negative": 0.25, "neutral": 0.25, "positive": 0.5})
+
+
+def test_feedback_reading_of_vader():
+    texts = [
+        "@united please help, thanks",  # a handle and request words: no praise
+        "@SouthwestAir my flight was delayed 3 hours and then cancelled",  # service failure
+        "Lost my bag, still waiting for a refund",
+        "The staff were lovely and the seat was great https://t.co/xyz",
+    ]
+    plain = score_texts(texts, feedback_lexicon=False)
+    read = score_texts(texts)
+    assert plain[0] > 0.5 and abs(read[0]) < 0.05
+    assert read[1] < plain[1] - 0.2 and read[1] < -0.5
+    assert read[2] < plain[2] and read[2] < -0.3
+    assert read[3] > 0.5 and label_scores(read).tolist() == ["neutral", "negative", "negative", "positive"]
+
+
+def test_handles_and_links_do_not_score():
+    assert score_texts(["@united"])[0] == 0.0 and score_texts(["united we stand"], feedback_lexicon=False)[0] > 0
+    assert score_texts(["see www.great-love.com and http://happy.example"])[0] == 0.0

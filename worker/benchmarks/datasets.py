@@ -128,6 +128,25 @@ def semeval(file: str = "Restaurants_Train_v2.xml") -> LabelledSet:
                        note=f"SemEval 2014 restaurants (train): {len(texts)} sentences, multi-label categories")  # fmt: skip
 
 
+#: SemEval 2015/16 files with one polarity per opinion: sentiment-only sets (held out from the lexicon's design).
+ABSA_SENTIMENT_FILES = {"laptops": "ABSA16_Laptops_Train_SB1_v2.xml", "restaurants16": "ABSA16_Restaurants_Train_SB1_v2.xml",
+                        "hotels": "ABSA15_Hotels_Test.xml"}  # fmt: skip
+
+
+def absa_sentiment(name: str) -> LabelledSet:
+    """Sentences of a SemEval 2015/16 file whose opinions all share one polarity (conflict and mixed left out)."""
+    root = ET.parse(_need(data_dir() / "semeval_absa" / ABSA_SENTIMENT_FILES[name])).getroot()
+    texts, sent = [], []
+    for s in root.iter("sentence"):
+        polarities = {o.get("polarity") for o in s.iter("Opinion")}
+        text = (s.findtext("text") or "").strip()
+        if text and len(polarities) == 1 and "conflict" not in polarities:
+            texts.append(text)
+            sent.append(polarities.pop())
+    return LabelledSet(name, texts, [[] for _ in texts], sentiment=sent,
+                       note=f"SemEval {ABSA_SENTIMENT_FILES[name]}: {len(texts)} sentences of one polarity")  # fmt: skip
+
+
 def from_csv(path: str | Path, text_column: str, label_column: str, label_sep: str | None = None,
              sentiment_column: str | None = None) -> LabelledSet:  # fmt: skip
     df = pd.read_csv(path)
