@@ -31,9 +31,9 @@ PY
 start=$(date +%s)
 if [ -n "$DRY" ]; then
   # the gpu-marked tests must skip cleanly here; their checks then run on the CPU
-  timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py
+  timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_smooth.py
 else
-  timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
+  timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_smooth.py
 fi
 timeout 300 "$PY" -m worker.benchmarks.perf gpu $DRY --json "${OUT:-/tmp}/gpu-bench.json"
 echo "gpu.sh: done in $(( $(date +%s) - start ))s; figures in ${OUT:-/tmp}/gpu-bench.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,6 +61,7 @@ def analyze(
     options = AnalysisOptions(
         model=model or settings.embedding_model, device=device, seed=seed, n_latents=n_latents, k=k,
         batch_size=settings.embedding_batch_size, cache_dir=settings.cache_dir,
+        smoothing=replace(settings.smoothing, seed=seed),
     )  # fmt: skip
     with _stage_bars(STAGES) as progress:
         result = run_analysis(ingested, options, progress=progress)

@@ -42,7 +42,17 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(30.0, ge=0, description="How long an API process remembers a valid key "
                                          "(a revoked key stops working within this time); 0: look it up every time.")
 
+    smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
+                                     "SAE (worker/stages/smooth.py); 0: no smoothing.")
+    smoothing_weight: float = Field(0.8, ge=0, le=1, description="Weight of the neighbours' mean in the SAE input.")
+
     seed: int = 0
+
+    @property
+    def smoothing(self):  # -> worker.stages.smooth.SmoothOptions (numpy only, imported here on use)
+        from worker.stages.smooth import SmoothOptions
+
+        return SmoothOptions(n_neighbors=self.smoothing_neighbors, weight=self.smoothing_weight, seed=self.seed)
 
     @property
     def sqlite_path(self) -> Path:

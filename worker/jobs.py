@@ -219,7 +219,8 @@ def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
 
 def analyze(job_id: str) -> dict[str, Any]:
     """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
-    from worker.pipeline import AnalysisOptions, count_terms, embed_documents, find_groups, find_themes, metadata
+    from worker.pipeline import (AnalysisOptions, count_terms, embed_documents, find_groups, find_themes, metadata,
+                                 smooth)
     from worker.stages import train
     from worker.stages.report import themes_document
 
@@ -234,12 +235,13 @@ def analyze(job_id: str) -> dict[str, Any]:
         docs = score_missing_sentiment(project_documents(project_id))
         set_stage(job_id, "sentiment", 1.0)
     options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
-                              batch_size=settings.embedding_batch_size)  # fmt: skip
+                              batch_size=settings.embedding_batch_size, smoothing=settings.smoothing)  # fmt: skip
     with timed_stage("train"):
         # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
         embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
+        embedded = smooth(embedded, options.smoothing, options.device)
         sae = train.train_sae(
-            embedded.vectors, seed=options.seed, device=options.device,
+            embedded.sae_inputs, seed=options.seed, device=options.device,
             progress=stage_reporter(job_id, "train"), previous=previous_sae,
         )  # fmt: skip
         sae_dir = settings.projects_dir / project_id / "sae" / job_id

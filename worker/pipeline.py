@@ -1,4 +1,4 @@
-"""The whole analysis in one process: ingest → embed → sentiment → train → themes → report.
+"""The whole analysis in one process: ingest → embed → sentiment → smooth + train → themes → report.
 
 The CLI runs :func:`analyze`; the Celery tasks run the same stage functions one by one and store what they make.
 """
@@ -6,7 +6,7 @@ The CLI runs :func:`analyze`; the Celery tasks run the same stage functions one 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from service.settings import DEFAULT_MODEL
 from worker.keywords import term_counts
 from worker.stages import embed, sentiment, train
+from worker.stages.smooth import SmoothOptions, smooth_embeddings
 from worker.stages.ingest import IngestResult
 from worker.stages.report import themes_document
 from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes, group_themes
@@ -38,16 +39,23 @@ class AnalysisOptions:
     k: int | None = None
     batch_size: int = 32
     cache_dir: Path | None = None
+    smoothing: SmoothOptions = field(default_factory=SmoothOptions)
     themes: ThemeOptions = field(default_factory=ThemeOptions)
 
 
 @dataclass
 class Embedded:
-    """Embeddings of the distinct texts and, per document, the row of its text."""
+    """Embeddings of the distinct texts, per document the row of its text, and what the SAE is given (the
+    smoothed embeddings, see :func:`smooth`; the embeddings themselves until then)."""
 
     vectors: np.ndarray
     inverse: np.ndarray
     n_encoded: int
+    smoothed: np.ndarray | None = None
+
+    @property
+    def sae_inputs(self) -> np.ndarray:
+        return self.vectors if self.smoothed is None else self.smoothed
 
     def per_document(self) -> DocumentVectors:
         return DocumentVectors(self.vectors, self.inverse)
@@ -93,6 +101,11 @@ def embed_documents(
     return Embedded(vectors, inverse, n_encoded)
 
 
+def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> Embedded:
+    """The embedded texts with their SAE inputs: each embedding pulled towards its nearest neighbours."""
+    return replace(embedded, smoothed=smooth_embeddings(embedded.vectors, options, resolve_device(device)))
+
+
 def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
     """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` columns."""
     scores = sentiment.score_texts(documents["text"].tolist())
@@ -102,7 +115,7 @@ def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
 def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions,
                 terms: Terms | None = None) -> list[Theme]:  # fmt: skip
     """Themes of the documents under a fitted SAE, described and sorted by size (``terms``: see :func:`count_terms`)."""
-    acts = train.activations(sae, embedded.vectors)[embedded.inverse]
+    acts = train.activations(sae, embedded.sae_inputs)[embedded.inverse]
     themes = build_themes(acts, decoder_of(sae), options)
     return describe_themes(themes, documents, embedded.per_document(), options, terms)
 
@@ -128,6 +141,7 @@ def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict
     return {
         "model": options.model,
         "sae": train.sae_summary(sae),
+        "smoothing": {"n_neighbors": options.smoothing.n_neighbors, "weight": options.smoothing.weight},
         "seed": options.seed,
         "counts": counts,
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -153,8 +167,9 @@ def analyze(
     counts["unique_texts"] = len(embedded.vectors)
     documents = add_sentiment(documents)
     report("sentiment")(1.0)
+    embedded = smooth(embedded, options.smoothing, options.device)
     sae = train.train_sae(
-        embedded.vectors, n_latents=options.n_latents, k=options.k, seed=options.seed,
+        embedded.sae_inputs, n_latents=options.n_latents, k=options.k, seed=options.seed,
         device=options.device, progress=report("train"), previous=previous_sae,
     )  # fmt: skip
     terms = count_terms(documents)

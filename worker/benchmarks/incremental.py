@@ -47,18 +47,22 @@ def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows:
 
 
 def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int) -> dict[str, Any]:
+    from worker.stages.smooth import SmoothOptions, smooth_embeddings
     from worker.stages.train import train_sae
 
     rng = np.random.default_rng(seed)
     half = np.sort(rng.permutation(len(X))[: len(X) // 2])
     started = time.perf_counter()
-    first = train_sae(X[half], seed=seed, device="cpu")
-    first_themes = {t: {int(half[m]) for m in members} for t, members in themes_of(first, X[half]).items()}
+    # As the jobs do: each job smooths the embeddings of all the project's comments it sees.
+    first_inputs = smooth_embeddings(X[half], SmoothOptions(seed=seed))
+    all_inputs = smooth_embeddings(X, SmoothOptions(seed=seed))
+    first = train_sae(first_inputs, seed=seed, device="cpu")
+    first_themes = {t: {int(half[m]) for m in members} for t, members in themes_of(first, first_inputs).items()}
     with tempfile.TemporaryDirectory() as folder:
         first.save(folder)
-        updated = train_sae(X, seed=seed, device="cpu", previous=folder)
-    after = themes_of(updated, X)
-    fresh = themes_of(train_sae(X, seed=seed, device="cpu"), X)
+        updated = train_sae(all_inputs, seed=seed, device="cpu", previous=folder)
+    after = themes_of(updated, all_inputs)
+    fresh = themes_of(train_sae(all_inputs, seed=seed, device="cpu"), all_inputs)
     f1 = {name: label_recovery([np.array(sorted(m)) for m in themes.values()], data.labels)["mean_f1"]
           for name, themes in (("updated", after), ("fresh", fresh))}  # fmt: skip
     kept = kept_ids(first_themes, after, set(half.tolist()))

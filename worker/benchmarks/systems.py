@@ -2,8 +2,9 @@
 
 Every system gets the same precomputed embeddings and returns the member rows of each theme it would show.
 
-- ``sae``: the product's path (``worker.stages.train.train_sae`` → activations → ``build_themes`` with the
-  default :class:`~worker.stages.themes.ThemeOptions`).
+- ``sae``: the product's path (``worker.stages.smooth.smooth_embeddings`` → ``worker.stages.train.train_sae`` →
+  activations → ``build_themes`` with the default :class:`~worker.stages.themes.ThemeOptions`); ``sae:n_neighbors=0``
+  turns smoothing off.
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
 - ``bertopic``: BERTopic 0.17 with its defaults (UMAP seeded for reproducibility), embeddings passed to
@@ -53,11 +54,15 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     from dataclasses import fields, replace
 
     from worker.stages import train
+    from worker.stages.smooth import SmoothOptions, smooth_embeddings
     from worker.stages.themes import ThemeOptions, build_themes, parent_themes
 
-    theme_fields = {f.name: f.type for f in fields(ThemeOptions)}
+    theme_fields = {f.name for f in fields(ThemeOptions)}
+    smooth_fields = {f.name for f in fields(SmoothOptions)}
     theme_params = {k: _num(v) for k, v in params.items() if k in theme_fields}
-    sae_params = {k: _num(v) for k, v in params.items() if k not in theme_fields}
+    smooth_params = {k: _num(v) for k, v in params.items() if k in smooth_fields}
+    sae_params = {k: _num(v) for k, v in params.items() if k not in theme_fields | smooth_fields}
+    X = smooth_embeddings(X, replace(SmoothOptions(seed=seed), **smooth_params))
     sae = train.train_sae(X, seed=seed, device="cpu", **sae_params)
     acts = train.activations(sae, X)
     decoder = sae.model_.W_dec.detach().float().cpu().numpy()

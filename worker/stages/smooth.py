@@ -1,0 +1,102 @@
+"""Smooth stage: pull each embedding towards the mean of its nearest neighbours before the SAE sees it.
+
+    x̃ᵢ = normalise((1 − w) xᵢ + w · mean of xⱼ over the n nearest neighbours j of i)
+
+One step of neighbourhood averaging (as UMAP and spectral clustering rely on a k-nearest-neighbour graph) sharpens
+the corpus's dense regions: comments that say the same thing in different words move together, so SAE features
+line up with them better and vary less between seeds. Measured on the four labelled sets (docs/benchmarks.md):
+label recovery, theme precision and stability all rise (Banking77 stability 0.67 → 0.88).
+
+Neighbours are exact (cosine, brute force in row chunks, torch ``topk``) while n² fits ``pair_budget`` (20k rows:
+~7 s on 2 CPU cores); above that each row looks for its neighbours among a seeded sample of ``pair_budget / n`` rows
+(at least ``MIN_REFERENCE``), with the neighbour count scaled to the sample (at least ``MIN_SAMPLED_NEIGHBORS``) so
+the neighbourhood covers about the same share of the corpus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Rows of the reference sample at the least, whatever the budget.
+MIN_REFERENCE = 2_000
+#: Fewest neighbours averaged when the reference is a sample.
+MIN_SAMPLED_NEIGHBORS = 5
+_CHUNK_PAIRS = 16_000_000  # (row, reference) similarities held in memory at once: 64 MB of float32
+
+
+@dataclass(frozen=True)
+class SmoothOptions:
+    """How embeddings are smoothed; ``n_neighbors=0`` or ``weight=0`` turns smoothing off."""
+
+    n_neighbors: int = 15
+    weight: float = 0.8
+    pair_budget: int = 400_000_000  # (row, reference row) similarities computed in all: ~20k rows exact
+    seed: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.n_neighbors > 0 and self.weight > 0
+
+
+def reference_rows(n: int, options: SmoothOptions) -> np.ndarray | None:
+    """Rows neighbours are looked for among: ``None`` for all rows, else a sorted fixed-seed sample."""
+    if n * n <= options.pair_budget:
+        return None
+    size = min(n, max(MIN_REFERENCE, options.pair_budget // n))
+    if size >= n:
+        return None
+    return np.sort(np.random.default_rng(options.seed).choice(n, size, replace=False))
+
+
+def nearest_neighbors(vectors: np.ndarray, n_neighbors: int, reference: np.ndarray | None = None,
+                      device: str = "cpu") -> np.ndarray:  # fmt: skip
+    """Indices (into ``vectors``) of each row's ``n_neighbors`` most cosine-similar rows among ``reference`` (all
+    rows when ``None``), the row itself excluded; shape (n, min(n_neighbors, candidates − 1)). The similarities
+    are computed on ``device`` (a torch device name)."""
+    import torch  # worker-side only; topk is ~20x faster than numpy's argpartition here
+
+    X = torch.from_numpy(_unit(vectors)).to(device)
+    ref = np.arange(len(X)) if reference is None else np.asarray(reference)
+    k = int(min(n_neighbors, len(ref) - 1))
+    if k < 1:
+        return np.zeros((len(X), 0), dtype=np.int64)
+    R = X[torch.from_numpy(ref).to(device)]
+    out = np.empty((len(X), k), dtype=np.int64)
+    step = max(1, _CHUNK_PAIRS // max(1, len(ref)))
+    position = np.full(len(X), -1, dtype=np.int64)
+    position[ref] = np.arange(len(ref))  # where each row sits in the reference, -1 if absent
+    with torch.no_grad():
+        for start in range(0, len(X), step):
+            rows = np.arange(start, min(start + step, len(X)))
+            sims = X[start : start + len(rows)] @ R.T
+            inside = np.flatnonzero(position[rows] >= 0)
+            own = (torch.from_numpy(inside).to(device), torch.from_numpy(position[rows][inside]).to(device))
+            sims[own] = -float("inf")  # never one's own neighbour
+            out[rows] = ref[sims.topk(k, dim=1).indices.cpu().numpy()]
+    return out
+
+
+def smooth_embeddings(vectors: np.ndarray, options: SmoothOptions = SmoothOptions(), device: str = "cpu") -> np.ndarray:
+    """The smoothed, unit-norm float32 embeddings (a unit-norm copy of the input when smoothing is off or there are
+    fewer than 3 rows); neighbours are searched on ``device``."""
+    X = _unit(vectors)
+    if not options.enabled or len(X) < 3:
+        return X
+    reference = reference_rows(len(X), options)
+    k = options.n_neighbors
+    if reference is not None:
+        k = max(MIN_SAMPLED_NEIGHBORS, round(k * len(reference) / len(X)))
+    neighbours = nearest_neighbors(X, k, reference, device)
+    mean = np.zeros_like(X)
+    step = max(1, _CHUNK_PAIRS // max(1, neighbours.shape[1] * X.shape[1]))
+    for start in range(0, len(X), step):  # chunked so the (rows, k, d) gather stays small
+        mean[start : start + step] = X[neighbours[start : start + step]].mean(axis=1)
+    return _unit((1 - options.weight) * X + options.weight * mean)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    X = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
