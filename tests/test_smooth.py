@@ -112,3 +112,9 @@ def test_neighbours_on_cuda_match_the_cpu():
     same = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(cpu, cuda)])
     assert same >= 0.99, same
     assert np.allclose(smooth_embeddings(X, device="cuda"), smooth_embeddings(X), atol=1e-3)
+
+
+def test_small_corpora_average_few_neighbours():
+    X, _ = _clusters(n_per=20)  # 60 rows: 3 neighbours each (5 %), not 15 of 59
+    mixed = 0.2 * X + 0.8 * X[nearest_neighbors(X, 3)].mean(axis=1)
+    assert np.allclose(smooth_embeddings(X), _unit(mixed), atol=1e-5)
