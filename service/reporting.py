@@ -37,13 +37,14 @@ SCHEMA_VERSION = 1
 BATCH = 2000
 
 # name → [(column, type)]; type is one of int, float, str, bool, date, datetime (CSV, Parquet and SQL follow it)
-# (the first columns of themes, document_themes and documents are those of the CLI's CSV files, worker/stages/report.py)
+# (the first columns of themes, document_themes and documents are those of the CLI's CSV files, worker/stages/report.py;
+# columns added later, such as cohesion by migration 0004, go last: ALTER TABLE appends them)
 REPORTS: dict[str, list[tuple[str, str]]] = {
     "themes": [("theme_id", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"), ("share", "float"),
                ("sentiment_mean", "float"), ("negative", "float"), ("neutral", "float"), ("positive", "float"),
                ("rating_mean", "float"), ("rating_count", "int"), ("emerging", "bool"), ("impact_coef", "float"),
                ("impact_low", "float"), ("impact_high", "float"), ("merged_theme_ids", "str"),
-               ("original_label", "str")],
+               ("original_label", "str"), ("cohesion", "float")],
     "document_themes": [("doc_id", "str"), ("theme_id", "int"), ("activation", "float")],
     "documents": [("doc_id", "str"), ("text", "str"), ("sentiment_score", "float"), ("sentiment_label", "str"),
                   ("rating", "float"), ("date", "datetime")],
@@ -53,7 +54,8 @@ REPORTS: dict[str, list[tuple[str, str]]] = {
                      ("rated_documents", "int")],
     "theme_groups": [("group_id", "int"), ("level", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"),
                      ("share", "float"), ("sentiment_mean", "float"), ("negative", "float"), ("neutral", "float"),
-                     ("positive", "float"), ("rating_mean", "float"), ("rating_count", "int"), ("theme_ids", "str")],
+                     ("positive", "float"), ("rating_mean", "float"), ("rating_count", "int"), ("theme_ids", "str"),
+                     ("cohesion", "float")],
 }  # fmt: skip
 NEEDS_THEMES = {"themes", "document_themes", "theme_trends", "theme_impact", "theme_groups"}
 
@@ -86,7 +88,7 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
             impact = r.get("impact") or {}
             yield (r["id"], *_summary(r), bool(r.get("emerging")), impact.get("coef"), impact.get("low"),
                    impact.get("high"), "; ".join(str(m) for m in r.get("merged", [])) or None,
-                   r.get("original_label"))  # fmt: skip
+                   r.get("original_label"), r.get("cohesion"))  # fmt: skip
     elif name == "theme_impact":
         for r in shown_records(session, job):
             if r.get("impact"):
@@ -105,7 +107,7 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
     elif name == "theme_groups":
         query = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
         for g in session.scalars(query.order_by(ThemeGroupRow.size.desc(), ThemeGroupRow.group_id)):
-            yield g["id"], g["level"], *_summary(g), "; ".join(str(t) for t in g["themes"])
+            yield g["id"], g["level"], *_summary(g), "; ".join(str(t) for t in g["themes"]), g.get("cohesion")
     else:
         raise KeyError(name)
 

@@ -26,7 +26,7 @@ def _fixture():
     theme = Theme(id=7, features=[7, 9], members=np.array([0, 1]), activations=np.array([0.8, 0.612345], dtype=np.float32),
                   label="parcel, late", keywords=["parcel", "late", "lost"],
                   sentiment={"mean": -0.356, "negative": 1.0, "neutral": 0.0, "positive": 0.0},
-                  rating={"mean": 1.0, "count": 1}, examples=[0, 1])  # fmt: skip
+                  rating={"mean": 1.0, "count": 1}, examples=[0, 1], cohesion=0.712345)  # fmt: skip
     return docs, [theme]
 
 
@@ -38,7 +38,7 @@ def test_themes_document_schema():
     assert doc["metadata"]["n_documents"] == 3 and doc["metadata"]["n_themes"] == 1
     theme = doc["themes"][0]
     assert set(theme) >= {"id", "label", "keywords", "size", "share", "sentiment", "rating", "examples"}
-    assert theme["share"] == 0.6667 and theme["size"] == 2
+    assert theme["share"] == 0.6667 and theme["size"] == 2 and theme["cohesion"] == 0.7123
     assert theme["examples"][1] == {"doc_id": "b", "text": "lost parcel", "activation": 0.6123}
 
 
@@ -51,6 +51,7 @@ def test_write_report_files(tmp_path):
     assert json.loads(paths[0].read_text()) == doc
     themes_csv = pd.read_csv(paths[1])
     assert list(themes_csv.columns) == THEMES_COLUMNS and themes_csv["keywords"][0] == "parcel; late; lost"
+    assert themes_csv["cohesion"][0] == 0.7123
     long = pd.read_csv(paths[2], dtype={"doc_id": str})
     assert list(long.columns) == DOCUMENT_THEMES_COLUMNS
     assert long.values.tolist() == [["a", 7, 0.8], ["b", 7, 0.6123]]
@@ -75,4 +76,5 @@ def test_groups_in_the_document_and_their_csv(tmp_path):
     table = pd.read_csv(paths[4])
     assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids"]
     assert table.loc[0, ["group_id", "level", "size", "theme_ids"]].tolist() == [1, 2, 3, "7; 11"]
+    assert record["cohesion"] is None and pd.isna(table.loc[0, "cohesion"])  # not rated: null, an empty cell
     assert themes_document(themes, docs, {})["groups"] == []  # no groups: an empty list, not a missing key

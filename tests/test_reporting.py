@@ -23,7 +23,11 @@ pytestmark = pytest.mark.services
 
 
 def test_versioned_columns_extend_the_cli_files():
-    assert [c for c, _ in REPORTS["themes"]][: len(THEMES_COLUMNS)] == THEMES_COLUMNS
+    # columns added after schema version 1's tables were made (cohesion, migration 0004) go last in the report tables
+    later = ["cohesion"]
+    first = [c for c in THEMES_COLUMNS if c not in later]
+    assert [c for c, _ in REPORTS["themes"]][: len(first)] == first
+    assert [c for c, _ in REPORTS["themes"]][-len(later):] == later and set(later) <= set(THEMES_COLUMNS)
     assert [c for c, _ in REPORTS["document_themes"]] == DOCUMENT_THEMES_COLUMNS
     assert [c for c, _ in REPORTS["documents"]] == DOCUMENTS_COLUMNS
 
@@ -93,6 +97,9 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     assert renamed.status_code == 200
     themes = dict(admin.execute(f"SELECT theme_id, label FROM reporting.themes WHERE project_id = '{alice_project}'"))
     assert set(themes) == {3, 8, 11} and themes[8] == "Fit"
+    cohesion = dict(admin.execute(f"SELECT theme_id, cohesion FROM reporting.themes WHERE project_id = '{alice_project}'"))
+    assert cohesion[8] == 0.58  # migration 0004's column, filled from the theme record
+    assert count(admin, f"SELECT cohesion FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == 0.4
     assert count(admin, "SELECT count(*) FROM reporting.document_themes WHERE theme_id = 5 "
                         f"AND project_id = '{alice_project}'") == 0  # fmt: skip
 

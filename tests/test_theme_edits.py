@@ -78,14 +78,14 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
                       sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows],
                                           frame["sentiment_label"].to_numpy()[rows]),
                       rating={"mean": float(frame["rating"].to_numpy()[rows].mean()), "count": len(rows)},
-                      examples=list(rows[:3]))  # fmt: skip
+                      examples=list(rows[:3]), cohesion=0.5 + theme_id / 100)  # fmt: skip
         themes.append(theme)
     pair = themes[:2]  # one theme group over the first two themes, as the worker's group_themes makes them
     rows = np.union1d(pair[0].members, pair[1].members)
     group = Theme(id=1, features=sorted(f for t in pair for f in t.features), members=rows,
                   activations=np.ones(len(rows)), label="group", keywords=["group"], examples=list(rows[:2]),
                   sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows], frame["sentiment_label"].to_numpy()[rows]),
-                  rating=None, themes=sorted(t.id for t in pair), level=2)  # fmt: skip
+                  rating=None, themes=sorted(t.id for t in pair), level=2, cohesion=0.4)  # fmt: skip
     document = themes_document(themes, frame, {"model": "test"}, [group])
     store_results(job_id, project_id, previous, document, themes, frame, "-", {"documents": len(frame)})
     return job_id, project_id

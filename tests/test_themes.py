@@ -11,6 +11,7 @@ from worker.stages.themes import (
     ThemeOptions,
     activation_matrix,
     build_themes,
+    cohesion,
     describe_themes,
     feature_memberships,
 )
@@ -115,3 +116,12 @@ def test_group_themes_numbers_and_describes_groups_of_close_themes():
     assert delivery.label and len(delivery.examples) == 5 and delivery.sentiment["neutral"] == 1.0
     # fewer than four themes: no groups
     assert group_themes(themes[:3], decoder, docs, embeddings) == []
+
+
+def test_cohesion_is_the_share_of_members_neighbours_inside():
+    neighbours = np.array([[1, 2], [0, 2], [0, 3], [4, 2], [3, 2]])
+    assert cohesion(np.array([0, 1, 2]), neighbours) == 5 / 6  # row 2's neighbour 3 is outside
+    assert cohesion(np.array([0, 1, 1, 2]), neighbours) == 5 / 6  # repeated rows (duplicate texts) count once
+    assert cohesion(np.array([3, 4]), neighbours) == 0.5
+    assert cohesion(np.array([], dtype=int), neighbours) == 0.0
+    assert cohesion(np.array([0]), np.zeros((5, 0), dtype=int)) == 0.0

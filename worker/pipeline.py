@@ -18,10 +18,11 @@ import scipy.sparse as sp
 from service.settings import DEFAULT_MODEL
 from worker.keywords import term_counts
 from worker.stages import embed, sentiment, train
-from worker.stages.smooth import SmoothOptions, smooth_embeddings
+from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
 from worker.stages.ingest import IngestResult
 from worker.stages.report import themes_document
-from worker.stages.themes import DocumentVectors, Theme, ThemeOptions, build_themes, describe_themes, group_themes
+from worker.stages.themes import (DocumentVectors, Theme, ThemeOptions, build_themes, cohesion, describe_themes,
+                                  group_themes)
 
 Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
@@ -52,6 +53,7 @@ class Embedded:
     inverse: np.ndarray
     n_encoded: int
     smoothed: np.ndarray | None = None
+    neighbours: np.ndarray | None = None  # (unique texts, k) nearest neighbours of each distinct text
 
     @property
     def sae_inputs(self) -> np.ndarray:
@@ -102,8 +104,10 @@ def embed_documents(
 
 
 def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> Embedded:
-    """The embedded texts with their SAE inputs: each embedding pulled towards its nearest neighbours."""
-    return replace(embedded, smoothed=smooth_embeddings(embedded.vectors, options, resolve_device(device)))
+    """The embedded texts with their neighbours and SAE inputs: each embedding pulled towards its neighbours."""
+    neighbours = neighbourhood(embedded.vectors, options, resolve_device(device))
+    smoothed = smooth_embeddings(embedded.vectors, options, neighbours=neighbours)
+    return replace(embedded, smoothed=smoothed, neighbours=neighbours)
 
 
 def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
@@ -117,13 +121,24 @@ def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: 
     """Themes of the documents under a fitted SAE, described and sorted by size (``terms``: see :func:`count_terms`)."""
     acts = train.activations(sae, embedded.sae_inputs)[embedded.inverse]
     themes = build_themes(acts, decoder_of(sae), options)
+    rate_cohesion(themes, embedded)
     return describe_themes(themes, documents, embedded.per_document(), options, terms)
 
 
 def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame,
                 options: ThemeOptions, terms: Terms | None = None) -> list[Theme]:  # fmt: skip
     """Theme groups over the themes (broader subjects), described and sorted by size."""
-    return group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options, terms)
+    groups = group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options, terms)
+    return rate_cohesion(groups, embedded)
+
+
+def rate_cohesion(themes: list[Theme], embedded: Embedded) -> list[Theme]:
+    """Set each theme's :func:`~worker.stages.themes.cohesion` from the neighbours found while smoothing (left
+    ``None`` without them)."""
+    if embedded.neighbours is not None and embedded.neighbours.shape[1]:
+        for theme in themes:
+            theme.cohesion = cohesion(embedded.inverse[theme.members], embedded.neighbours)
+    return themes
 
 
 def count_terms(documents: pd.DataFrame) -> Terms:

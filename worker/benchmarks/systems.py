@@ -4,7 +4,8 @@ Every system gets the same precomputed embeddings and returns the member rows of
 
 - ``sae``: the product's path (``worker.stages.smooth.smooth_embeddings`` → ``worker.stages.train.train_sae`` →
   activations → ``build_themes`` with the default :class:`~worker.stages.themes.ThemeOptions`); ``sae:n_neighbors=0``
-  turns smoothing off.
+  turns smoothing off; ``sae:min_cohesion=0.4`` (research only, the product shows every theme with its cohesion)
+  leaves out the themes below that cohesion.
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
 - ``bertopic``: BERTopic 0.17 with its defaults (UMAP seeded for reproducibility), embeddings passed to
@@ -54,20 +55,25 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     from dataclasses import fields, replace
 
     from worker.stages import train
-    from worker.stages.smooth import SmoothOptions, smooth_embeddings
-    from worker.stages.themes import ThemeOptions, build_themes, parent_themes
+    from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
+    from worker.stages.themes import ThemeOptions, build_themes, cohesion, parent_themes
 
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)}
     theme_params = {k: _num(v) for k, v in params.items() if k in theme_fields}
     smooth_params = {k: _num(v) for k, v in params.items() if k in smooth_fields}
+    min_cohesion = float(params.pop("min_cohesion", 0.0))
     sae_params = {k: _num(v) for k, v in params.items() if k not in theme_fields | smooth_fields}
-    X = smooth_embeddings(X, replace(SmoothOptions(seed=seed), **smooth_params))
+    smoothing = replace(SmoothOptions(seed=seed), **smooth_params)
+    neighbours = neighbourhood(X, smoothing)
+    X = smooth_embeddings(X, smoothing, neighbours=neighbours)
     sae = train.train_sae(X, seed=seed, device="cpu", **sae_params)
     acts = train.activations(sae, X)
     decoder = sae.model_.W_dec.detach().float().cpu().numpy()
     options = replace(ThemeOptions(), **theme_params)
     themes = build_themes(acts, decoder, options)
+    if min_cohesion > 0 and neighbours.shape[1]:
+        themes = [t for t in themes if cohesion(t.members, neighbours) >= min_cohesion]
     info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
             "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
             "parents": [p.members for p in parent_themes(themes, decoder, options)]}  # fmt: skip

@@ -19,7 +19,7 @@ from worker.stages.themes import Theme
 DIGITS = 4
 THEMES_COLUMNS = [
     "theme_id", "label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
-    "rating_mean", "rating_count",
+    "rating_mean", "rating_count", "cohesion",
 ]  # fmt: skip
 DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
@@ -40,6 +40,7 @@ def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int) -> dic
         "share": _round(theme.size / max(1, n_documents)),
         "sentiment": {k: _round(v) for k, v in theme.sentiment.items()},
         "rating": None if theme.rating is None else {"mean": _round(theme.rating["mean"]), "count": theme.rating["count"]},
+        "cohesion": None if theme.cohesion is None else _round(theme.cohesion),
         "examples": [
             {"doc_id": str(documents["doc_id"].iat[d]), "text": documents["text"].iat[d], "activation": _round(activation_of[d])}
             for d in theme.examples
@@ -81,6 +82,7 @@ def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "positive": r["sentiment"]["positive"],
             "rating_mean": None if r["rating"] is None else r["rating"]["mean"],
             "rating_count": 0 if r["rating"] is None else r["rating"]["count"],
+            "cohesion": r.get("cohesion"),
         }
         for r in records
     ]

@@ -81,17 +81,27 @@ def nearest_neighbors(vectors: np.ndarray, n_neighbors: int, reference: np.ndarr
     return out
 
 
-def smooth_embeddings(vectors: np.ndarray, options: SmoothOptions = SmoothOptions(), device: str = "cpu") -> np.ndarray:
-    """The smoothed, unit-norm float32 embeddings (the unit-norm input when smoothing is off or there are fewer
-    than 3 rows); neighbours are searched on ``device``."""
+def neighbourhood(vectors: np.ndarray, options: SmoothOptions = SmoothOptions(), device: str = "cpu") -> np.ndarray:
+    """Each row's neighbours as :func:`smooth_embeddings` averages them (exact or among the reference sample, at
+    most 5 % of a small corpus); shape (n, k), k = 0 when smoothing is off or there are fewer than 3 rows."""
     X = _unit(vectors)
     if not options.enabled or len(X) < 3:
-        return X
+        return np.zeros((len(X), 0), dtype=np.int64)
     reference = reference_rows(len(X), options)
     k = min(options.n_neighbors, max(1, int(len(X) * MAX_NEIGHBOR_SHARE)))
     if reference is not None:
         k = max(MIN_SAMPLED_NEIGHBORS, round(k * len(reference) / len(X)))
-    neighbours = nearest_neighbors(X, k, reference, device)
+    return nearest_neighbors(X, k, reference, device)
+
+
+def smooth_embeddings(vectors: np.ndarray, options: SmoothOptions = SmoothOptions(), device: str = "cpu",
+                      neighbours: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The smoothed, unit-norm float32 embeddings (the unit-norm input when smoothing is off or there are fewer
+    than 3 rows); neighbours are searched on ``device`` unless given (from :func:`neighbourhood`)."""
+    X = _unit(vectors)
+    neighbours = neighbourhood(X, options, device) if neighbours is None else neighbours
+    if not options.enabled or neighbours.shape[1] == 0:
+        return X
     out = np.empty_like(X)
     step = max(1, _CHUNK_PAIRS // max(1, neighbours.shape[1] * X.shape[1]))
     for start in range(0, len(X), step):  # chunked: no (n, k, d) gather and no second n x d array at once
