@@ -256,6 +256,9 @@ async function openProject(projectId) {
   }
 }
 
+// Below this cohesion a theme is marked loose (docs/benchmarks.md: such themes recur in another run far less often).
+const LOOSE_COHESION = 0.4;
+
 function sortValue(theme, key) {
   switch (key) {
     case "label": return theme.label.toLowerCase();
@@ -323,6 +326,9 @@ function renderThemes() {
     const name = el("td", {}, el("button", { type: "button", class: "theme-link", "data-theme": t.id, text: t.label, onclick: () => openTheme(t.id) }));
     if (t.emerging) name.append(el("span", { class: "badge emerging", title: `emerging (${t.emerging_reason})`, text: "▲ emerging" }));
     if (t.hidden) name.append(el("span", { class: "badge hidden", text: "hidden" }));
+    if (t.cohesion !== null && t.cohesion !== undefined && t.cohesion < LOOSE_COHESION) {
+      name.append(el("span", { class: "badge loose", title: `cohesion ${t.cohesion.toFixed(2)}: a loose theme, less likely to recur`, text: "loose" }));
+    }
     if (t.merged && t.merged.length) name.append(el("span", { class: "badge", text: `+${t.merged.length} merged` }));
     return el("tr", { "data-theme": t.id },
       name,
@@ -483,6 +489,7 @@ function renderTheme(t) {
     ["Mean rating", t.rating ? `${t.rating.mean.toFixed(2)} over ${t.rating.count}` : "—"],
     ["Impact on rating", impactText(t.impact)],
     ["Emerging", t.emerging ? `yes (${t.emerging_reason})` : "no"],
+    ["Cohesion", t.cohesion === null || t.cohesion === undefined ? "—" : `${t.cohesion.toFixed(2)}${t.cohesion < LOOSE_COHESION ? " (loose)" : ""}`],
   ];
   if (t.original_label) facts.push(["Generated name", t.original_label]);
   if (t.hidden) facts.push(["Hidden", "yes"]);
