@@ -100,6 +100,25 @@ def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
     assert data["systems"]["kmeans"]["label_recovery"] > 0.5
 
 
+def test_harness_research_options(tmp_path, monkeypatch):
+    """``sae:multires=1`` adds a row with the themes of a half-size and a double-size SAE; ``min_cohesion`` drops
+    themes whose members' neighbours lie outside them."""
+    from worker.benchmarks import quality
+    from worker.benchmarks.datasets import LabelledSet
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 16))
+    labels = np.repeat(np.arange(3), 40)
+    X = centres[labels] + 0.15 * rng.normal(size=(120, 16))
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    data = LabelledSet("tiny", [f"t{i}" for i in range(120)], [[str(c)] for c in labels])
+    spec = "sae:multires=1;min_cohesion=0.99"
+    result = quality.run_quality(data, X, systems=["sae", spec], seeds=[0])["systems"]
+    assert set(result) == {"sae", "sae+groups", spec, f"{spec}+groups", f"{spec}+groups+levels"}
+    assert result[f"{spec}+groups+levels"]["n_themes"] > result[f"{spec}+groups"]["n_themes"]
+    assert result[spec]["n_themes"] < result["sae"]["n_themes"]  # no theme is that cohesive
+
+
 def test_parent_themes_group_close_features():
     from worker.stages.themes import Theme, ThemeOptions, parent_themes
 
