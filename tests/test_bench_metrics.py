@@ -158,3 +158,15 @@ def test_kept_ids_compares_members_on_the_first_half_only():
     after = {1: {0, 1, 2, 10, 11, 12}, 2: {9}, 4: {6, 7}}  # rows ≥ 8 are the second half's
     # theme 1 keeps its meaning (new rows do not count against it); 2 lost it; 3's members moved to another id
     assert kept_ids(first, after, set(range(8))) == 1
+
+
+def test_theme_sentiment_pairs_use_the_members_carrying_the_best_category():
+    from worker.benchmarks.theme_sentiment import theme_pairs
+
+    labels = [["food"], ["food"], ["food", "service"], ["service"], ["service"], ["price"]]
+    polarity = [{"food": "positive"}, {"food": "negative"}, {"food": "positive", "service": "conflict"},
+                {"service": "negative"}, {"service": "negative"}, {"price": "neutral"}]  # fmt: skip
+    scores = np.array([0.8, -0.2, 0.5, -0.6, -0.4, 0.0])
+    themes = [np.array([0, 1, 2]), np.array([2, 3, 4]), np.array([5])]
+    gold, predicted = theme_pairs(themes, labels, polarity, scores, min_rated=2)
+    assert gold == pytest.approx([1 / 3, -2 / 3]) and predicted == pytest.approx([1.1 / 3, -0.5 / 3])

@@ -1,0 +1,73 @@
+"""Per-theme sentiment against SemEval 2014 gold per-category polarity (issue 4: Spearman ≥ 0.8).
+
+For each flat theme of the product's default path (smooth → SAE → themes): its best gold category (the one most
+common among its members); gold = the mean polarity (+1 positive, 0 neutral or conflict, −1 negative) of that
+category over the members that carry it; prediction = the mean sentiment score of all its members. Themes with at
+least ``MIN_RATED`` such members count. Spearman over themes, per seed.
+
+    python -m worker.benchmarks.theme_sentiment [--seeds 0,1,2] [--plain-vader]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from worker.benchmarks import datasets, metrics
+
+POLARITY = {"positive": 1.0, "negative": -1.0, "neutral": 0.0, "conflict": 0.0}
+MIN_RATED = 5
+
+
+def theme_pairs(themes: Sequence[np.ndarray], labels: list[list[str]], polarity: list[dict[str, str]],
+                scores: np.ndarray, min_rated: int = MIN_RATED) -> tuple[list[float], list[float]]:  # fmt: skip
+    """(gold, predicted) sentiment per theme that has ``min_rated`` members carrying its best category."""
+    best, _ = metrics.best_labels(themes, labels)
+    gold, predicted = [], []
+    for members, category in zip(themes, best):
+        carrying = [i for i in members if category in polarity[i]]
+        if category is None or len(carrying) < min_rated:
+            continue
+        gold.append(float(np.mean([POLARITY[polarity[i][category]] for i in carrying])))
+        predicted.append(float(np.mean(scores[members])))
+    return gold, predicted
+
+
+def run(seeds: Sequence[int], feedback_lexicon: bool = True) -> list[dict]:
+    from worker.stages import train
+    from worker.stages.sentiment import score_texts
+    from worker.stages.smooth import SmoothOptions, smooth_embeddings
+    from worker.stages.themes import ThemeOptions, build_themes
+
+    data = datasets.semeval()
+    X = datasets.embed(data.texts)
+    scores = score_texts(data.texts, feedback_lexicon=feedback_lexicon)
+    out = []
+    for seed in seeds:
+        inputs = smooth_embeddings(X, SmoothOptions(seed=seed))
+        sae = train.train_sae(inputs, seed=seed, device="cpu")
+        decoder = sae.model_.W_dec.detach().float().cpu().numpy()
+        themes = [t.members for t in build_themes(train.activations(sae, inputs), decoder, ThemeOptions())]
+        gold, predicted = theme_pairs(themes, data.labels, data.aspect_polarity or [], scores)
+        out.append({"seed": seed, "themes": len(gold), "spearman": round(metrics.spearman(gold, predicted), 4)})
+        print(out[-1], flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--plain-vader", action="store_true", help="score with plain VADER instead of the product's")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    rows = run(seeds, feedback_lexicon=not args.plain_vader)
+    mean = float(np.mean([r["spearman"] for r in rows]))
+    print(f"SemEval per-theme Spearman, mean over seeds {args.seeds}: {mean:.3f} (goal ≥ 0.8)")
+    print(f"command: python -m worker.benchmarks.theme_sentiment --seeds {args.seeds}"
+          + (" --plain-vader" if args.plain_vader else ""))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
