@@ -42,3 +42,15 @@ def test_feedback_reading_of_vader():
 def test_handles_and_links_do_not_score():
     assert score_texts(["@united"])[0] == 0.0 and score_texts(["united we stand"], feedback_lexicon=False)[0] > 0
     assert score_texts(["see www.great-love.com and http://happy.example"])[0] == 0.0
+
+
+def test_anchor_scores_and_blend():
+    from worker.stages.sentiment import ANCHORS, POSITIVE_ANCHORS, anchor_scores, blend
+
+    n = len(POSITIVE_ANCHORS)
+    anchors = np.zeros((len(ANCHORS), 3), dtype=np.float32)
+    anchors[:n, 0] = 1.0  # positive anchors point along x, negative ones along y
+    anchors[n:, 1] = 1.0
+    scores = anchor_scores(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32), anchors)
+    assert scores == pytest.approx([np.tanh(4), -np.tanh(4), 0.0], abs=1e-6)
+    assert blend(np.array([0.8, 0.0]), np.array([-1.0, 0.4])).tolist() == pytest.approx([-0.1, 0.2])

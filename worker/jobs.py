@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
 
@@ -198,13 +199,16 @@ def project_documents(project_id: str) -> pd.DataFrame:
     return frame
 
 
-def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
-    """Score documents that have no sentiment yet, store the scores, and return the completed frame."""
-    from worker.stages.sentiment import label_scores, score_texts
+def score_missing_sentiment(docs: pd.DataFrame, anchors: np.ndarray | None = None) -> pd.DataFrame:
+    """Score documents that have no sentiment yet, store the scores, and return the completed frame (``anchors``:
+    per document, the anchor scores blended into VADER's, see ``worker.pipeline.anchor_scores``)."""
+    from worker.stages.sentiment import blend, label_scores, score_texts
 
     todo = docs["sentiment_score"].isna()
     if todo.any():
         scores = score_texts(docs.loc[todo, "text"].tolist())
+        if anchors is not None:
+            scores = blend(scores, np.asarray(anchors)[todo.to_numpy()])
         labels = label_scores(scores)
         docs.loc[todo, "sentiment_score"] = scores.astype(float)
         docs.loc[todo, "sentiment_label"] = labels
@@ -219,8 +223,8 @@ def score_missing_sentiment(docs: pd.DataFrame) -> pd.DataFrame:
 
 def analyze(job_id: str) -> dict[str, Any]:
     """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
-    from worker.pipeline import (AnalysisOptions, count_terms, embed_documents, find_groups, find_themes, metadata,
-                                 smooth)
+    from worker.pipeline import (AnalysisOptions, anchor_scores, count_terms, embed_documents, find_groups,
+                                 find_themes, metadata, smooth)
     from worker.stages import train
     from worker.stages.report import themes_document
 
@@ -230,15 +234,16 @@ def analyze(job_id: str) -> dict[str, Any]:
         project = session.get(Project, job.project_id)
         project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
         counts = dict(job.counts or {})
-    with timed_stage("sentiment"):
-        set_stage(job_id, "sentiment", 0.0)
-        docs = score_missing_sentiment(project_documents(project_id))
-        set_stage(job_id, "sentiment", 1.0)
     options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
                               batch_size=settings.embedding_batch_size, smoothing=settings.smoothing)  # fmt: skip
-    with timed_stage("train"):
+    with timed_stage("sentiment"):
+        set_stage(job_id, "sentiment", 0.0)
+        docs = project_documents(project_id)
         # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
         embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
+        docs = score_missing_sentiment(docs, anchor_scores(embedded, options))
+        set_stage(job_id, "sentiment", 1.0)
+    with timed_stage("train"):
         embedded = smooth(embedded, options.smoothing, options.device)
         sae = train.train_sae(
             embedded.sae_inputs, seed=options.seed, device=options.device,

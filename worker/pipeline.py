@@ -110,9 +110,20 @@ def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> E
     return replace(embedded, smoothed=smoothed, neighbours=neighbours)
 
 
-def add_sentiment(documents: pd.DataFrame) -> pd.DataFrame:
-    """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` columns."""
+def anchor_scores(embedded: Embedded, options: AnalysisOptions) -> np.ndarray:
+    """Per document, the anchor sentiment score of its text (:func:`worker.stages.sentiment.anchor_scores`), the
+    anchor sentences embedded by the same model and backend as the documents."""
+    anchors, _ = embed.embed_texts(list(sentiment.ANCHORS), options.model, device=resolve_device(options.device),
+                                   batch_size=options.batch_size)  # fmt: skip
+    return sentiment.anchor_scores(embedded.vectors, anchors)[embedded.inverse]
+
+
+def add_sentiment(documents: pd.DataFrame, anchors: np.ndarray | None = None) -> pd.DataFrame:
+    """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` columns: VADER read for feedback,
+    blended with the documents' ``anchors`` scores when given (:func:`anchor_scores`)."""
     scores = sentiment.score_texts(documents["text"].tolist())
+    if anchors is not None:
+        scores = sentiment.blend(scores, anchors)
     return documents.assign(sentiment_score=scores, sentiment_label=sentiment.label_scores(scores))
 
 
@@ -180,7 +191,7 @@ def analyze(
     embedded = embed_documents(documents, options, report("embed"))
     counts["embedded"] = embedded.n_encoded
     counts["unique_texts"] = len(embedded.vectors)
-    documents = add_sentiment(documents)
+    documents = add_sentiment(documents, anchor_scores(embedded, options))
     report("sentiment")(1.0)
     embedded = smooth(embedded, options.smoothing, options.device)
     sae = train.train_sae(

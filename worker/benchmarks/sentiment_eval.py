@@ -3,11 +3,12 @@
 Scorers compared (all offline, VADER + MiniLM only):
 
 - ``vader``: plain VADER (compound, ±0.05 band) on the text as it is: the baseline.
-- ``feedback_vader``: the product default, VADER read for feedback (``worker.stages.sentiment``: handles and links
+- ``feedback_vader``: VADER read for feedback (``worker.stages.sentiment``: handles and links
   dropped, request words neutral, service-failure words negative).
 - ``vader_band``: VADER with a wider neutral band (0.3).
-- ``anchors``: MiniLM similarity to a fixed set of positive / negative / neutral anchor sentences.
-- ``feedback_vader+anchors``: the mean of ``feedback_vader`` and ``anchors`` (no training, same rule on every set).
+- ``anchors``: MiniLM similarity to positive minus negative anchor sentences (``worker.stages.sentiment``).
+- ``feedback_vader+anchors (product)``: the product default, the mean of ``feedback_vader`` and ``anchors``
+  labelled with VADER's ±0.05 (no training, same rule on every set).
 - ``rating_calibrated`` (sets with ratings only): a logistic head on [MiniLM, VADER] trained on half of the
   rated rows, scored on the other half (the "upload has a rating column" case).
 """
@@ -20,15 +21,7 @@ from typing import Any
 import numpy as np
 
 from worker.benchmarks import datasets, metrics
-
-POSITIVE_ANCHORS = ["I love it, it is great.", "Excellent, thank you so much!", "Very happy with this, wonderful.",
-                    "Perfect, works well and I recommend it.", "Amazing service, best experience."]  # fmt: skip
-NEGATIVE_ANCHORS = ["This is terrible, I hate it.", "Very disappointed, awful experience.",
-                    "It broke and nobody helped, worst ever.", "Poor quality, I want a refund.",
-                    "Delayed again and rude staff, unacceptable."]  # fmt: skip
-NEUTRAL_ANCHORS = ["What time does it open?", "I have a question about my order.", "It is a medium size.",
-                   "Please send me the details.", "It arrived on Tuesday."]  # fmt: skip
-
+from worker.stages.sentiment import ANCHORS
 
 SETS = ("airline", "clothing", "semeval", *datasets.ABSA_SENTIMENT_FILES)
 
@@ -46,11 +39,10 @@ def load_sentiment_set(name: str) -> datasets.LabelledSet:
 
 
 def anchor_scores(X: np.ndarray, cache_dir: str | Path | None = None) -> np.ndarray:
-    """(mean cosine to positive anchors − mean cosine to negative anchors), scaled to about [-1, 1]."""
-    A = datasets.embed(POSITIVE_ANCHORS + NEGATIVE_ANCHORS, cache_dir)
-    n = len(POSITIVE_ANCHORS)
-    s = X @ A[:n].mean(0) - X @ A[n:].mean(0)
-    return np.tanh(4 * s).astype(np.float32)
+    """The product's anchor score (``worker.stages.sentiment.anchor_scores``) with the anchors embedded as ``X`` was."""
+    from worker.stages.sentiment import anchor_scores as score
+
+    return score(X, datasets.embed(list(ANCHORS), cache_dir))
 
 
 def labels_for(scores: np.ndarray, band: float) -> np.ndarray:
@@ -60,7 +52,7 @@ def labels_for(scores: np.ndarray, band: float) -> np.ndarray:
 
 
 def evaluate_dataset(name: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
-    from worker.stages.sentiment import score_texts
+    from worker.stages.sentiment import blend, score_texts
 
     data = load_sentiment_set(name)
     gold = data.sentiment
@@ -73,7 +65,7 @@ def evaluate_dataset(name: str, cache_dir: str | Path | None = None) -> dict[str
     acc["feedback_vader"] = metrics.accuracy(labels_for(feedback, 0.05), gold)[0]
     acc["vader_band0.3"] = metrics.accuracy(labels_for(vader, 0.3), gold)[0]
     acc["anchors"] = metrics.accuracy(labels_for(anchors, 0.2), gold)[0]
-    acc["feedback_vader+anchors"] = metrics.accuracy(labels_for((feedback + anchors) / 2, 0.15), gold)[0]
+    acc["feedback_vader+anchors (product)"] = metrics.accuracy(labels_for(blend(feedback, anchors), 0.05), gold)[0]
     if data.ratings is not None:
         acc["rating_calibrated"] = rating_calibrated_accuracy(X, feedback, data.ratings, gold)
     return {"dataset": name, "n": metrics.accuracy(labels_for(vader, 0.05), gold)[1], "accuracy": acc}

@@ -3,7 +3,8 @@
 For each flat theme of the product's default path (smooth → SAE → themes): its best gold category (the one most
 common among its members); gold = the mean polarity (+1 positive, 0 neutral or conflict, −1 negative) of that
 category over the members that carry it; prediction = the mean sentiment score of all its members. Themes with at
-least ``MIN_RATED`` such members count. Spearman over themes, per seed.
+least ``MIN_RATED`` such members count. Spearman over themes, per seed. Scores: the product's (feedback VADER
+blended with the anchor score), or plain VADER.
 
     python -m worker.benchmarks.theme_sentiment [--seeds 0,1,2] [--plain-vader]
 """
@@ -35,15 +36,17 @@ def theme_pairs(themes: Sequence[np.ndarray], labels: list[list[str]], polarity:
     return gold, predicted
 
 
-def run(seeds: Sequence[int], feedback_lexicon: bool = True) -> list[dict]:
+def run(seeds: Sequence[int], plain_vader: bool = False) -> list[dict]:
+    from worker.benchmarks.sentiment_eval import anchor_scores
     from worker.stages import train
-    from worker.stages.sentiment import score_texts
+    from worker.stages.sentiment import blend, score_texts
     from worker.stages.smooth import SmoothOptions, smooth_embeddings
     from worker.stages.themes import ThemeOptions, build_themes
 
     data = datasets.semeval()
     X = datasets.embed(data.texts)
-    scores = score_texts(data.texts, feedback_lexicon=feedback_lexicon)
+    scores = score_texts(data.texts, feedback_lexicon=False) if plain_vader else blend(score_texts(data.texts),
+                                                                                        anchor_scores(X))
     out = []
     for seed in seeds:
         inputs = smooth_embeddings(X, SmoothOptions(seed=seed))
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plain-vader", action="store_true", help="score with plain VADER instead of the product's")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    rows = run(seeds, feedback_lexicon=not args.plain_vader)
+    rows = run(seeds, plain_vader=args.plain_vader)
     mean = float(np.mean([r["spearman"] for r in rows]))
     print(f"SemEval per-theme Spearman, mean over seeds {args.seeds}: {mean:.3f} (goal ≥ 0.8)")
     print(f"command: python -m worker.benchmarks.theme_sentiment --seeds {args.seeds}"
