@@ -241,7 +241,8 @@ def analyze(job_id: str) -> dict[str, Any]:
         docs = project_documents(project_id)
         # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
         embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
-        docs = score_missing_sentiment(docs, anchor_scores(embedded, options))
+        unscored = docs["sentiment_score"].isna().any()  # the anchors need the model: load it only then
+        docs = score_missing_sentiment(docs, anchor_scores(embedded, options) if unscored else None)
         set_stage(job_id, "sentiment", 1.0)
     with timed_stage("train"):
         embedded = smooth(embedded, options.smoothing, options.device)
