@@ -165,14 +165,10 @@ def section_embed(quick: bool, log: Log, variants: list[str] | None = None) -> d
 # ---------------------------------------------------------------------------------------------- label recovery
 def _recovery(X: np.ndarray, labels: list[list[str]], seed: int) -> float:
     from worker.benchmarks.metrics import label_recovery
-    from worker.stages.smooth import smooth_embeddings
-    from worker.stages.themes import ThemeOptions, build_themes
-    from worker.stages.train import activations, train_sae
+    from worker.benchmarks.systems import run_sae
 
-    X = smooth_embeddings(X)
-    sae = train_sae(X, seed=seed, device="cpu")
-    themes = build_themes(activations(sae, X), sae.model_.W_dec.detach().float().cpu().numpy(), ThemeOptions())
-    return float(label_recovery([t.members for t in themes], labels)["mean_f1"])
+    themes, _ = run_sae(X, seed)
+    return float(label_recovery(themes, labels)["mean_f1"])
 
 
 def section_quality(quick: bool, log: Log, fast: str = "openvino-fp32", extra: list[str] | None = None) -> dict:

@@ -38,10 +38,8 @@ def theme_pairs(themes: Sequence[np.ndarray], labels: list[list[str]], polarity:
 
 def run(seeds: Sequence[int], plain_vader: bool = False) -> list[dict]:
     from worker.benchmarks.sentiment_eval import anchor_scores
-    from worker.stages import train
+    from worker.benchmarks.systems import run_sae
     from worker.stages.sentiment import blend, score_texts
-    from worker.stages.smooth import SmoothOptions, smooth_embeddings
-    from worker.stages.themes import ThemeOptions, build_themes
 
     data = datasets.semeval()
     X = datasets.embed(data.texts)
@@ -49,10 +47,7 @@ def run(seeds: Sequence[int], plain_vader: bool = False) -> list[dict]:
                                                                                         anchor_scores(X))
     out = []
     for seed in seeds:
-        inputs = smooth_embeddings(X, SmoothOptions(seed=seed))
-        sae = train.train_sae(inputs, seed=seed, device="cpu")
-        decoder = sae.model_.W_dec.detach().float().cpu().numpy()
-        themes = [t.members for t in build_themes(train.activations(sae, inputs), decoder, ThemeOptions())]
+        themes, _ = run_sae(X, seed)  # the product's flat themes (smooth → SAE → themes)
         gold, predicted = theme_pairs(themes, data.labels, data.aspect_polarity or [], scores)
         out.append({"seed": seed, "themes": len(gold), "spearman": round(metrics.spearman(gold, predicted), 4)})
         print(out[-1], flush=True)
