@@ -62,6 +62,7 @@ def analyze(
         model=model or settings.embedding_model, device=device, seed=seed, n_latents=n_latents, k=k,
         batch_size=settings.embedding_batch_size, cache_dir=settings.cache_dir,
         smoothing=replace(settings.smoothing, seed=seed),
+        levels=replace(settings.levels, seed=seed) if settings.levels else None,
     )  # fmt: skip
     with _stage_bars(STAGES) as progress:
         result = run_analysis(ingested, options, progress=progress)
@@ -117,20 +118,24 @@ def print_themes(document: dict, top: int) -> None:
 
 
 def print_groups(document: dict, top: int) -> None:
-    """The largest theme groups with the ids of their themes."""
+    """The largest theme groups (broader subjects, then sub-themes) with the ids of the themes they span."""
     groups = document.get("groups") or []
-    if not groups:
-        return
-    table = Table(title=f"{len(groups)} theme groups (broader subjects; each a union of the themes listed)")
-    table.add_column("group", justify="right")
-    table.add_column("subject", min_width=24, overflow="fold")
-    table.add_column("size", justify="right")
-    table.add_column("mood", justify="right")
-    table.add_column("themes", overflow="fold")
-    for group in groups[:top]:
-        table.add_row(str(group["id"]), group["label"], str(group["size"]), f"{group['sentiment']['mean']:+.2f}",
-                      ", ".join(str(t) for t in group["themes"]))  # fmt: skip
-    console.print(table)
+    kinds = (("broader subjects", "themes", lambda g: g.get("kind") != "sub_theme"),
+             ("sub-themes", "within theme", lambda g: g.get("kind") == "sub_theme"))  # fmt: skip
+    for title, spans, wanted in kinds:
+        chosen = [g for g in groups if wanted(g)]
+        if not chosen:
+            continue
+        table = Table(title=f"{len(chosen)} {title}")
+        table.add_column("group", justify="right")
+        table.add_column("subject", min_width=24, overflow="fold")
+        table.add_column("size", justify="right")
+        table.add_column("mood", justify="right")
+        table.add_column(spans, overflow="fold")
+        for group in chosen[:top]:
+            table.add_row(str(group["id"]), group["label"], str(group["size"]), f"{group['sentiment']['mean']:+.2f}",
+                          ", ".join(str(t) for t in group["themes"]))  # fmt: skip
+        console.print(table)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")

@@ -38,7 +38,7 @@ BATCH = 2000
 
 # name → [(column, type)]; type is one of int, float, str, bool, date, datetime (CSV, Parquet and SQL follow it)
 # (the first columns of themes, document_themes and documents are those of the CLI's CSV files, worker/stages/report.py;
-# columns added later, such as cohesion by migration 0004, go last: ALTER TABLE appends them)
+# columns added later, such as cohesion by migration 0004 and kind by 0005, go last: ALTER TABLE appends them)
 REPORTS: dict[str, list[tuple[str, str]]] = {
     "themes": [("theme_id", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"), ("share", "float"),
                ("sentiment_mean", "float"), ("negative", "float"), ("neutral", "float"), ("positive", "float"),
@@ -55,7 +55,7 @@ REPORTS: dict[str, list[tuple[str, str]]] = {
     "theme_groups": [("group_id", "int"), ("level", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"),
                      ("share", "float"), ("sentiment_mean", "float"), ("negative", "float"), ("neutral", "float"),
                      ("positive", "float"), ("rating_mean", "float"), ("rating_count", "int"), ("theme_ids", "str"),
-                     ("cohesion", "float")],
+                     ("cohesion", "float"), ("kind", "str")],
 }  # fmt: skip
 NEEDS_THEMES = {"themes", "document_themes", "theme_trends", "theme_impact", "theme_groups"}
 
@@ -107,7 +107,8 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
     elif name == "theme_groups":
         query = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
         for g in session.scalars(query.order_by(ThemeGroupRow.size.desc(), ThemeGroupRow.group_id)):
-            yield g["id"], g["level"], *_summary(g), "; ".join(str(t) for t in g["themes"]), g.get("cohesion")
+            yield (g["id"], g["level"], *_summary(g), "; ".join(str(t) for t in g["themes"]), g.get("cohesion"),
+                   g.get("kind", "union"))  # fmt: skip
     else:
         raise KeyError(name)
 

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
                                      "SAE (worker/stages/smooth.py); 0: no smoothing.")
     smoothing_weight: float = Field(0.8, ge=0, le=1, description="Weight of the neighbours' mean in the SAE input.")
+    theme_levels: bool = Field(True, description="Also train SAEs of half and twice the dictionary size for broader "
+                               "theme groups and sub-themes (worker/stages/levels.py; about 3x the SAE time).")
 
     seed: int = 0
 
@@ -53,6 +55,12 @@ class Settings(BaseSettings):
         from worker.stages.smooth import SmoothOptions
 
         return SmoothOptions(n_neighbors=self.smoothing_neighbors, weight=self.smoothing_weight, seed=self.seed)
+
+    @property
+    def levels(self):  # -> worker.stages.levels.LevelOptions | None (imported here on use)
+        from worker.stages.levels import LevelOptions
+
+        return LevelOptions(seed=self.seed) if self.theme_levels else None
 
     @property
     def sqlite_path(self) -> Path:

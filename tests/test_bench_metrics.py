@@ -101,8 +101,8 @@ def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
 
 
 def test_harness_research_options(tmp_path, monkeypatch):
-    """``sae:multires=1`` adds a row with the themes of a half-size and a double-size SAE; ``min_cohesion`` drops
-    themes whose members' neighbours lie outside them."""
+    """``sae:levels=0`` leaves out the groups and sub-themes of the half- and double-size SAEs; ``min_cohesion``
+    drops themes whose members' neighbours lie outside them."""
     from worker.benchmarks import quality
     from worker.benchmarks.datasets import LabelledSet
 
@@ -112,10 +112,12 @@ def test_harness_research_options(tmp_path, monkeypatch):
     X = centres[labels] + 0.15 * rng.normal(size=(120, 16))
     X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
     data = LabelledSet("tiny", [f"t{i}" for i in range(120)], [[str(c)] for c in labels])
-    spec = "sae:multires=1;min_cohesion=0.99"
+    spec = "sae:levels=0;min_cohesion=0.99"
     result = quality.run_quality(data, X, systems=["sae", spec], seeds=[0])["systems"]
-    assert set(result) == {"sae", "sae+groups", spec, f"{spec}+groups", f"{spec}+groups+levels"}
-    assert result[f"{spec}+groups+levels"]["n_themes"] > result[f"{spec}+groups"]["n_themes"]
+    assert set(result) == {"sae", "sae+groups", spec, f"{spec}+groups"}
+    assert result["sae+groups"]["n_themes"] > result["sae"]["n_themes"]
+    assert result["sae"]["per_seed"][0]["info"]["n_sub_themes"] > 0
+    assert result[spec]["per_seed"][0]["info"]["n_sub_themes"] == 0
     assert result[spec]["n_themes"] < result["sae"]["n_themes"]  # no theme is that cohesive
 
 

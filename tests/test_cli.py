@@ -53,16 +53,25 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     purity = [long[long.theme_id == t["id"]]["doc_id"].map(truth).value_counts(normalize=True).iloc[0]
               for t in first["themes"]]  # fmt: skip
     assert sum(purity) / len(purity) > 0.6
-    # theme groups: unions of whole themes, listed in themes.json and theme_groups.csv
+    # theme groups, listed in themes.json and theme_groups.csv: unions of whole themes, broader themes of a half-size
+    # SAE and sub-themes of a double-size SAE, each naming the themes it spans (a sub-theme: its one parent)
     ids = {t["id"] for t in first["themes"]}
     assert meta["n_groups"] == len(first["groups"]) >= 2
+    kinds = {g["kind"] for g in first["groups"]}
+    assert {"union", "sub_theme"} <= kinds <= {"union", "broader", "sub_theme"}
     for group in first["groups"]:
-        assert len(group["themes"]) >= 2 and set(group["themes"]) <= ids and group["level"] in (2, 4, 8, 16, 32)
-        union = set(long[long.theme_id.isin(group["themes"])]["doc_id"])
-        assert group["size"] == len(union) and {e["doc_id"] for e in group["examples"]} <= union
+        assert group["themes"] and set(group["themes"]) <= ids and 0 < group["cohesion"] <= 1
+        if group["kind"] == "union":
+            assert len(group["themes"]) >= 2 and group["level"] in (2, 4, 8, 16, 32)
+            union = set(long[long.theme_id.isin(group["themes"])]["doc_id"])
+            assert group["size"] == len(union) and {e["doc_id"] for e in group["examples"]} <= union
+        else:
+            assert group["level"] == {"broader": 2, "sub_theme": 1}[group["kind"]] and group["features"] == []
+            assert group["kind"] == "broader" or len(group["themes"]) == 1
     groups_csv = pd.read_csv(tmp_path / "a" / "theme_groups.csv")
     assert groups_csv["group_id"].tolist() == [g["id"] for g in first["groups"]]
-    assert "themes in" in result.stdout and "theme groups" in result.stdout and "Wrote" in result.stdout
+    assert "themes in" in result.stdout and "broader subjects" in result.stdout and "sub-themes" in result.stdout
+    assert "Wrote" in result.stdout
 
 
 @pytest.mark.slow

@@ -66,15 +66,16 @@ def test_groups_in_the_document_and_their_csv(tmp_path):
     group = Theme(id=1, features=[7, 9, 11], members=np.array([0, 1, 2]), activations=np.array([0.8, 0.6, 0.5]),
                   label="parcel, sum", keywords=["parcel", "sum"], examples=[2, 0],
                   sentiment={"mean": -0.1, "negative": 0.6667, "neutral": 0.0, "positive": 0.3333},
-                  rating={"mean": 3.0, "count": 2}, themes=[7, 11], level=2)  # fmt: skip
+                  rating={"mean": 3.0, "count": 2}, themes=[7, 11], level=2, kind="union")  # fmt: skip
     doc = themes_document(themes, docs, {"model": "m"}, groups=[group])
     assert doc["metadata"]["n_groups"] == 1
     [record] = doc["groups"]
     assert record["id"] == 1 and record["level"] == 2 and record["themes"] == [7, 11] and record["size"] == 3
+    assert record["kind"] == "union"
     assert record["share"] == 1.0 and record["examples"][0]["text"] == "=SUM(A1)" and record["rating"]["mean"] == 3.0
     paths = write_report(tmp_path, doc, themes, docs)
     table = pd.read_csv(paths[4])
-    assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids"]
-    assert table.loc[0, ["group_id", "level", "size", "theme_ids"]].tolist() == [1, 2, 3, "7; 11"]
+    assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
+    assert table.loc[0, ["group_id", "level", "size", "theme_ids", "kind"]].tolist() == [1, 2, 3, "7; 11", "union"]
     assert record["cohesion"] is None and pd.isna(table.loc[0, "cohesion"])  # not rated: null, an empty cell
     assert themes_document(themes, docs, {})["groups"] == []  # no groups: an empty list, not a missing key

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.services
 
 
 def test_versioned_columns_extend_the_cli_files():
-    # columns added after schema version 1's tables were made (cohesion, migration 0004) go last in the report tables
+    # columns added after schema version 1's tables were made (cohesion, migration 0004) go last in the report tables;
+    # theme_groups (migration 0003) gained kind (0005) after cohesion, as theme_groups.csv ends with it
+    assert [c for c, _ in REPORTS["theme_groups"]][-2:] == ["cohesion", "kind"]
     later = ["cohesion"]
     first = [c for c in THEMES_COLUMNS if c not in later]
     assert [c for c, _ in REPORTS["themes"]][: len(first)] == first
@@ -100,6 +102,7 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     cohesion = dict(admin.execute(f"SELECT theme_id, cohesion FROM reporting.themes WHERE project_id = '{alice_project}'"))
     assert cohesion[8] == 0.58  # migration 0004's column, filled from the theme record
     assert count(admin, f"SELECT cohesion FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == 0.4
+    assert count(admin, f"SELECT kind FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == "union"
     assert count(admin, "SELECT count(*) FROM reporting.document_themes WHERE theme_id = 5 "
                         f"AND project_id = '{alice_project}'") == 0  # fmt: skip
 

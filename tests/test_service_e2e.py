@@ -80,9 +80,15 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     assert groups["metadata"]["n_groups"] >= 2 and len(groups["groups"]) == 2 and groups["next_cursor"]
     everything = client.get(f"/v1/projects/{project}/groups", params={"limit": 500}).json()["groups"]
     assert len(everything) == groups["metadata"]["n_groups"] and everything[:2] == groups["groups"]
-    for group in everything:  # a group is a union of whole themes, at least two
-        assert group["label"] and group["examples"] and len(group["themes"]) >= 2 and set(group["themes"]) <= first_ids
-        assert group["size"] == len(set().union(*(first_members[t] for t in group["themes"])))
+    assert {"union", "sub_theme"} <= {g["kind"] for g in everything}
+    for group in everything:  # every group names themes of the job; a union is whole themes, at least two
+        assert group["label"] and group["examples"] and group["themes"] and set(group["themes"]) <= first_ids
+        if group["kind"] == "union":
+            assert len(group["themes"]) >= 2
+            assert group["size"] == len(set().union(*(first_members[t] for t in group["themes"])))
+        elif group["kind"] == "sub_theme":  # a sub-theme lies within its one theme (most of it: at least one example)
+            [parent] = group["themes"]
+            assert group["level"] == 1 and any(e["doc_id"] in first_members[parent] for e in group["examples"]), group
 
     for name, column in (("themes", "theme_id"), ("document_themes", "activation"), ("documents", "sentiment_label")):
         report = client.get(f"/v1/projects/{project}/reports/{name}.csv")

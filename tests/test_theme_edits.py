@@ -85,7 +85,7 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
     group = Theme(id=1, features=sorted(f for t in pair for f in t.features), members=rows,
                   activations=np.ones(len(rows)), label="group", keywords=["group"], examples=list(rows[:2]),
                   sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows], frame["sentiment_label"].to_numpy()[rows]),
-                  rating=None, themes=sorted(t.id for t in pair), level=2, cohesion=0.4)  # fmt: skip
+                  rating=None, themes=sorted(t.id for t in pair), level=2, cohesion=0.4, kind="union")  # fmt: skip
     document = themes_document(themes, frame, {"model": "test"}, [group])
     store_results(job_id, project_id, previous, document, themes, frame, "-", {"documents": len(frame)})
     return job_id, project_id

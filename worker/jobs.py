@@ -235,7 +235,8 @@ def analyze(job_id: str) -> dict[str, Any]:
         project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
         counts = dict(job.counts or {})
     options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
-                              batch_size=settings.embedding_batch_size, smoothing=settings.smoothing)  # fmt: skip
+                              batch_size=settings.embedding_batch_size, smoothing=settings.smoothing,
+                              levels=settings.levels)  # fmt: skip
     with timed_stage("sentiment"):
         set_stage(job_id, "sentiment", 0.0)
         docs = project_documents(project_id)
@@ -256,7 +257,7 @@ def analyze(job_id: str) -> dict[str, Any]:
         set_stage(job_id, "themes", 0.0)
         terms = count_terms(docs)
         themes = find_themes(sae, embedded, docs, options.themes, terms)
-        groups = find_groups(sae, themes, embedded, docs, options.themes, terms)
+        groups = find_groups(sae, themes, embedded, docs, options.themes, terms, options.levels, options.device)
         counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
         document = themes_document(themes, docs, metadata(sae, options, counts), groups)
         store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)

@@ -18,11 +18,12 @@ import scipy.sparse as sp
 from service.settings import DEFAULT_MODEL
 from worker.keywords import term_counts
 from worker.stages import embed, sentiment, train
-from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
 from worker.stages.ingest import IngestResult
+from worker.stages.levels import LevelOptions, level_groups
+from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
 from worker.stages.report import themes_document
-from worker.stages.themes import (DocumentVectors, Theme, ThemeOptions, build_themes, cohesion, describe_themes,
-                                  group_themes)
+from worker.stages.themes import (DocumentVectors, Theme, ThemeOptions, build_themes, cohesion, describe_groups,
+                                  describe_themes, parent_themes)
 
 Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
@@ -42,6 +43,7 @@ class AnalysisOptions:
     cache_dir: Path | None = None
     smoothing: SmoothOptions = field(default_factory=SmoothOptions)
     themes: ThemeOptions = field(default_factory=ThemeOptions)
+    levels: LevelOptions | None = field(default_factory=LevelOptions)  # None: no broader groups / sub-themes
 
 
 @dataclass
@@ -136,10 +138,16 @@ def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: 
     return describe_themes(themes, documents, embedded.per_document(), options, terms)
 
 
-def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame,
-                options: ThemeOptions, terms: Terms | None = None) -> list[Theme]:  # fmt: skip
-    """Theme groups over the themes (broader subjects), described and sorted by size."""
-    groups = group_themes(themes, decoder_of(sae), documents, embedded.per_document(), options, terms)
+def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions,
+                terms: Terms | None = None, levels: LevelOptions | None = None, device: str = "cpu") -> list[Theme]:  # fmt: skip
+    """Theme groups around the themes, described and sorted by size: broader subjects (themes whose features point
+    the same way; with ``levels``, also the themes of a smaller SAE) and, with ``levels``, sub-themes (the themes of a
+    larger SAE, :mod:`worker.stages.levels`)."""
+    groups = parent_themes(themes, decoder_of(sae), options)
+    if levels is not None:
+        groups += level_groups(embedded.sae_inputs, embedded.inverse, int(sae.n_latents_), themes, [*themes, *groups],
+                               levels, options, resolve_device(device))  # fmt: skip
+    groups = describe_groups(groups, documents, embedded.per_document(), options, terms)
     return rate_cohesion(groups, embedded)
 
 
@@ -200,7 +208,7 @@ def analyze(
     )  # fmt: skip
     terms = count_terms(documents)
     themes = find_themes(sae, embedded, documents, options.themes, terms)
-    groups = find_groups(sae, themes, embedded, documents, options.themes, terms)
+    groups = find_groups(sae, themes, embedded, documents, options.themes, terms, options.levels, options.device)
     report("themes")(1.0)
     document = themes_document(themes, documents, metadata(sae, options, counts), groups)
     return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts, groups=groups)

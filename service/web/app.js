@@ -344,14 +344,16 @@ function renderThemes() {
 
 function renderGroups() {
   const labels = new Map(state.themes.map((t) => [t.id, t.label]));
-  const rows = state.groups.map((g) => el("tr", { "data-group": g.id },
+  const row = (g) => el("tr", { "data-group": g.id, "data-kind": g.kind || "union" },
     el("td", { text: g.label }),
     el("td", { class: "num", text: g.size }),
     el("td", { title: `mean ${signed(g.sentiment.mean)}` }, sentimentBar(g.sentiment)),
     el("td", {}, ...g.themes.map((id) => el("button", {
       type: "button", class: "theme-link chip", "data-theme": id, text: labels.get(id) || `theme ${id}`, onclick: () => openTheme(id),
-    })))));
-  $("groups-table").tBodies[0].replaceChildren(...rows);
+    }))));
+  const isSub = (g) => g.kind === "sub_theme";
+  $("groups-table").tBodies[0].replaceChildren(...state.groups.filter((g) => !isSub(g)).map(row));
+  $("subthemes-table").tBodies[0].replaceChildren(...state.groups.filter(isSub).map(row));
 }
 
 function chart(id, config) {

@@ -46,12 +46,9 @@ def run_quality(
         for seed in seeds:
             res = run_system(spec, X, data.texts, seed, n_gold)
             parents = res.info.pop("parents", None)
-            levels = res.info.pop("levels", None)
             variants = {spec: res.themes}
             if parents is not None:  # what the product shows: themes plus theme groups (one training, two rows)
                 variants[f"{spec}+groups"] = res.themes + parents
-            if parents is not None and levels is not None:  # research: plus the themes of coarser / finer SAEs
-                variants[f"{spec}+groups+levels"] = res.themes + parents + levels
             for name, themes in variants.items():
                 scores = evaluate(themes, data)
                 scores.update(seed=seed, seconds=res.seconds, info=res.info)

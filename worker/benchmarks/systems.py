@@ -5,8 +5,9 @@ Every system gets the same precomputed embeddings and returns the member rows of
 - ``sae``: the product's path (``worker.stages.smooth.smooth_embeddings`` → ``worker.stages.train.train_sae`` →
   activations → ``build_themes`` with the default :class:`~worker.stages.themes.ThemeOptions`); ``sae:n_neighbors=0``
   turns smoothing off; ``sae:min_cohesion=0.4`` (research only, the product shows every theme with its cohesion)
-  leaves out the themes below that cohesion; ``sae:multires=1`` (research) also trains SAEs of half and twice the
-  dictionary on the same inputs and reports their themes as a third row (``+groups+levels``).
+  leaves out the themes below that cohesion; ``sae:levels=0`` leaves out the broader groups and sub-themes of the
+  half- and double-size SAEs (``worker.stages.levels``). Two rows: ``sae`` (the themes) and ``sae+groups`` (the
+  themes with every group the product shows beside them).
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
 - ``bertopic``: BERTopic 0.17 with its defaults (UMAP seeded for reproducibility), embeddings passed to
@@ -52,10 +53,12 @@ def run_system(spec: str, X: np.ndarray, texts: list[str], seed: int, n_gold_lab
 
 
 def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """The product's default SAE → themes path (parameters, e.g. ``n_latents=128``, override defaults)."""
+    """The product's default SAE → themes path (parameters, e.g. ``n_latents=128``, override defaults); its groups
+    (broader groups and sub-themes too, unless ``levels=0``) go to ``info["parents"]``."""
     from dataclasses import fields, replace
 
     from worker.stages import train
+    from worker.stages.levels import LevelOptions, level_groups
     from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
     from worker.stages.themes import ThemeOptions, build_themes, cohesion, parent_themes
 
@@ -64,7 +67,7 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     theme_params = {k: _num(v) for k, v in params.items() if k in theme_fields}
     smooth_params = {k: _num(v) for k, v in params.items() if k in smooth_fields}
     min_cohesion = float(params.pop("min_cohesion", 0.0))
-    multires = bool(int(params.pop("multires", 0)))
+    levels = bool(int(params.pop("levels", 1)))
     sae_params = {k: _num(v) for k, v in params.items() if k not in theme_fields | smooth_fields}
     smoothing = replace(SmoothOptions(seed=seed), **smooth_params)
     neighbours = neighbourhood(X, smoothing)
@@ -76,21 +79,14 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     themes = build_themes(acts, decoder, options)
     if min_cohesion > 0 and neighbours.shape[1]:
         themes = [t for t in themes if cohesion(t.members, neighbours) >= min_cohesion]
+    groups = parent_themes(themes, decoder, options)
+    if levels:
+        groups += level_groups(X, np.arange(len(X)), int(sae.n_latents_), themes, [*themes, *groups],
+                               LevelOptions(seed=seed), options)  # fmt: skip
     info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
             "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
-            "parents": [p.members for p in parent_themes(themes, decoder, options)]}  # fmt: skip
-    if multires:
-        info["levels"] = [t.members for m in (max(2, sae.n_latents_ // 2), 2 * sae.n_latents_)
-                          for t in _sae_themes(X, seed, options, n_latents=m)]  # fmt: skip
+            "n_sub_themes": sum(g.level == 1 for g in groups), "parents": [g.members for g in groups]}  # fmt: skip
     return [t.members for t in themes], info
-
-
-def _sae_themes(X: np.ndarray, seed: int, options: Any, **sae_params: Any) -> list:
-    from worker.stages import train
-    from worker.stages.themes import build_themes
-
-    sae = train.train_sae(X, seed=seed, device="cpu", **sae_params)
-    return build_themes(train.activations(sae, X), sae.model_.W_dec.detach().float().cpu().numpy(), options)
 
 
 def run_kmeans(X: np.ndarray, seed: int, k: int) -> tuple[list[np.ndarray], dict[str, Any]]:

@@ -50,9 +50,10 @@ def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int) -> dic
 
 
 def group_record(group: Theme, documents: pd.DataFrame, n_documents: int) -> dict[str, Any]:
-    """One theme group in the ``themes.json`` schema: a theme record plus its ``level`` and its ``themes``' ids."""
+    """One theme group in the ``themes.json`` schema: a theme record plus its ``level``, ``kind`` and its ``themes``'
+    ids."""
     record = theme_record(group, documents, n_documents)
-    return {**record, "level": int(group.level), "themes": [int(t) for t in group.themes]}
+    return {**record, "level": int(group.level), "kind": group.kind, "themes": [int(t) for t in group.themes]}
 
 
 def themes_document(
@@ -117,11 +118,12 @@ def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
 
 
 def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """``theme_groups.csv``: the columns of ``themes.csv`` (``group_id`` for ``theme_id``), its level and its themes'
-    ids joined by ``; ``."""
+    """``theme_groups.csv``: the columns of ``themes.csv`` (``group_id`` for ``theme_id``), its level, its themes' ids
+    joined by ``; `` and its kind (as in ``reporting.theme_groups``)."""
     table = themes_table(records).rename(columns={"theme_id": "group_id"})
     table.insert(1, "level", [r["level"] for r in records])
     table["theme_ids"] = ["; ".join(str(t) for t in r["themes"]) for r in records]
+    table["kind"] = [r.get("kind", "union") for r in records]
     return table
 
 

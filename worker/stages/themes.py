@@ -53,6 +53,9 @@ class Theme:
     # A theme group (see :func:`group_themes`): the ids of its themes, and about how many themes it spans (2, 4, ...).
     themes: list[int] = field(default_factory=list)
     level: int = 0
+    # What a group is: "union" (themes whose features point the same way, :func:`parent_themes`), "broader" (a
+    # theme of a half-size SAE) or "sub_theme" (a theme of a double-size SAE), see worker/stages/levels.py.
+    kind: str = "theme"
     cohesion: float | None = None  # see :func:`cohesion`
 
     @property
@@ -182,7 +185,8 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
             features = sorted(f for c in children for f in themes[c].features)
             parents.append(Theme(id=features[0], features=features, members=rows,
                                  activations=np.array([best[r] for r in rows.tolist()], dtype=np.float32),
-                                 themes=sorted(themes[c].id for c in children), level=level))  # fmt: skip
+                                 themes=sorted(themes[c].id for c in children), level=level,
+                                 kind="union"))  # fmt: skip
     return parents
 
 
@@ -201,7 +205,19 @@ def group_themes(
     recomputed by every analysis, so unlike theme ids their ids hold within one job only. ``terms``: as for
     :func:`describe_themes`.
     """
-    groups = parent_themes(themes, decoder, options)
+    return describe_groups(parent_themes(themes, decoder, options), documents, embeddings, options, terms)
+
+
+def describe_groups(
+    groups: list[Theme],
+    documents: pd.DataFrame,
+    embeddings: np.ndarray | DocumentVectors,
+    options: ThemeOptions = ThemeOptions(),
+    terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
+) -> list[Theme]:
+    """Number groups 1, 2, … (finest level first, then by size), describe them level by level and sort them by
+    size: the second half of :func:`group_themes`, also used for the groups of other stages (``levels``)."""
+    groups = list(groups)
     groups.sort(key=lambda g: (g.level, -g.size, g.themes))
     for number, group in enumerate(groups, start=1):
         group.id = number
