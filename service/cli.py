@@ -62,7 +62,7 @@ def analyze(
         model=model or settings.embedding_model, device=device, seed=seed, n_latents=n_latents, k=k,
         batch_size=settings.embedding_batch_size, cache_dir=settings.cache_dir,
         smoothing=replace(settings.smoothing, seed=seed),
-        levels=replace(settings.levels, seed=seed) if settings.levels else None,
+        levels=settings.levels,
     )  # fmt: skip
     with _stage_bars(STAGES) as progress:
         result = run_analysis(ingested, options, progress=progress)

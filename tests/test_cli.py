@@ -42,7 +42,7 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
         assert len(theme["keywords"]) >= 5 and 1 <= len(theme["examples"]) <= 5
         assert abs(sum(theme["sentiment"][k] for k in ("negative", "neutral", "positive")) - 1) < 1e-3
         assert 0 < theme["cohesion"] <= 1
-    assert meta["smoothing"] == {"n_neighbors": 15, "weight": 0.8}
+    assert meta["smoothing"] == {"n_neighbors": 15, "weight": 0.8} and meta["levels"] == {"broader": 0.5, "finer": 2.0}
     long = pd.read_csv(tmp_path / "a" / "document_themes.csv", dtype={"doc_id": str})
     assert list(long.columns) == ["doc_id", "theme_id", "activation"]
     assert set(long["theme_id"]) == {t["id"] for t in first["themes"]}

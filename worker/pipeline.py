@@ -176,6 +176,7 @@ def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict
         "model": options.model,
         "sae": train.sae_summary(sae),
         "smoothing": {"n_neighbors": options.smoothing.n_neighbors, "weight": options.smoothing.weight},
+        "levels": None if options.levels is None else {"broader": options.levels.broader, "finer": options.levels.finer},
         "seed": options.seed,
         "counts": counts,
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -208,7 +209,8 @@ def analyze(
     )  # fmt: skip
     terms = count_terms(documents)
     themes = find_themes(sae, embedded, documents, options.themes, terms)
-    groups = find_groups(sae, themes, embedded, documents, options.themes, terms, options.levels, options.device)
+    levels = None if options.levels is None else replace(options.levels, seed=options.seed)
+    groups = find_groups(sae, themes, embedded, documents, options.themes, terms, levels, options.device)
     report("themes")(1.0)
     document = themes_document(themes, documents, metadata(sae, options, counts), groups)
     return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts, groups=groups)

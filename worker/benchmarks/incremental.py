@@ -6,7 +6,9 @@ fresh SAE on all rows. Figures:
 
 - **kept ids**: share of the first fit's themes whose id, after the update, is a theme whose members on the first
   half's rows have Jaccard ≥ 0.5 with the first fit's members;
-- **label F1** (``metrics.label_recovery`` of the flat themes on all rows): after the update vs the fresh fit.
+- **label F1** (``metrics.label_recovery`` of the flat themes on all rows): after the update vs the fresh fit;
+- **label F1 + groups**: the same over everything the product shows beside the themes (theme groups, and the
+  broader groups and sub-themes of the half- and double-size SAEs, which every job trains afresh).
 
     python -m worker.benchmarks.incremental --dataset banking77 [--seeds 0,1,2] [--epoch-scale 0.5] [--lr-scale 0.5]
 
@@ -29,11 +31,23 @@ from worker.benchmarks.metrics import label_recovery
 
 def themes_of(sae: Any, X: np.ndarray) -> dict[int, set[int]]:
     """Theme id → member rows, with the product's default options."""
+    return {t.id: set(t.members.tolist()) for t in shown_sets(sae, X, groups=False)}
+
+
+def shown_sets(sae: Any, X: np.ndarray, groups: bool = True, seed: int = 0) -> list:
+    """The themes (and with ``groups`` every group shown beside them) of a fitted SAE, as the product makes them."""
     from worker.stages import train
-    from worker.stages.themes import ThemeOptions, build_themes
+    from worker.stages.levels import LevelOptions, level_groups
+    from worker.stages.themes import ThemeOptions, build_themes, parent_themes
 
     decoder = sae.model_.W_dec.detach().float().cpu().numpy()
-    return {t.id: set(t.members.tolist()) for t in build_themes(train.activations(sae, X), decoder, ThemeOptions())}
+    themes = build_themes(train.activations(sae, X), decoder, ThemeOptions())
+    if not groups:
+        return themes
+    parents = parent_themes(themes, decoder, ThemeOptions())
+    levels = level_groups(X, np.arange(len(X)), int(sae.n_latents_), themes, [*themes, *parents],
+                          LevelOptions(seed=seed))  # fmt: skip
+    return [*themes, *parents, *levels]
 
 
 def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows: set[int]) -> int:
@@ -62,14 +76,20 @@ def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int) -> dict[str, 
         first.save(folder)
         updated = train_sae(all_inputs, seed=seed, device="cpu", previous=folder)
     after = themes_of(updated, all_inputs)
-    fresh = themes_of(train_sae(all_inputs, seed=seed, device="cpu"), all_inputs)
+    fresh_sae = train_sae(all_inputs, seed=seed, device="cpu")
+    fresh = themes_of(fresh_sae, all_inputs)
     f1 = {name: label_recovery([np.array(sorted(m)) for m in themes.values()], data.labels)["mean_f1"]
           for name, themes in (("updated", after), ("fresh", fresh))}  # fmt: skip
+    shown = {name: label_recovery([t.members for t in shown_sets(model, all_inputs, seed=seed)], data.labels)["mean_f1"]
+             for name, model in (("updated", updated), ("fresh", fresh_sae))}  # fmt: skip
     kept = kept_ids(first_themes, after, set(half.tolist()))
     return {"seed": seed, "latents": f"{first.n_latents_} → {updated.n_latents_}", "first_themes": len(first_themes),
             "kept": kept, "kept_share": round(kept / max(1, len(first_themes)), 4),
             "label_f1_updated": round(f1["updated"], 4), "label_f1_fresh": round(f1["fresh"], 4),
-            "gap": round(f1["updated"] - f1["fresh"], 4), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+            "gap": round(f1["updated"] - f1["fresh"], 4),
+            "label_f1_groups_updated": round(shown["updated"], 4), "label_f1_groups_fresh": round(shown["fresh"], 4),
+            "gap_groups": round(shown["updated"] - shown["fresh"], 4),
+            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_seed(data, X, int(s)) for s in args.seeds.split(",")]
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
-    mean = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("kept_share", "label_f1_updated", "label_f1_fresh", "gap")}
+    keys = ("kept_share", "label_f1_updated", "label_f1_fresh", "gap", "label_f1_groups_updated",
+            "label_f1_groups_fresh", "gap_groups")  # fmt: skip
+    mean = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
     print(f"{args.dataset}: mean over seeds {args.seeds}: {mean} (epoch scale {sae.trainer.PARTIAL_EPOCH_SCALE}, "
           f"lr scale {sae.trainer.PARTIAL_LR_SCALE}); goals: kept ≥ 0.95, |gap| ≤ 0.02")  # fmt: skip
     print(f"command: python -m worker.benchmarks.incremental --dataset {args.dataset} --seeds {args.seeds}"

@@ -278,6 +278,7 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
 
     from sae.trainer import warm_up
     from worker.pipeline import Embedded, count_terms, find_groups, find_themes, smooth
+    from worker.stages.levels import LevelOptions
     from worker.stages.smooth import SmoothOptions
     from worker.stages.themes import ThemeOptions
     from worker.stages.train import train_sae
@@ -295,10 +296,12 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     trained = time.perf_counter()
     terms = count_terms(docs)
     themes = find_themes(sae, embedded, docs, ThemeOptions(), terms)
-    groups = find_groups(sae, themes, embedded, docs, ThemeOptions(), terms)
+    described = time.perf_counter()
+    groups = find_groups(sae, themes, embedded, docs, ThemeOptions(), terms, LevelOptions())
     done = time.perf_counter()
     return {"n": len(X), "smooth_s": round(smoothed - start, 2), "train_s": round(trained - smoothed, 2),
-            "themes_s": round(done - trained, 2),
+            "themes_s": round(described - trained, 2), "groups_s": round(done - described, 2),
+            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
             "rss_before_mb": round(rss0, 1), "n_themes": len(themes), "n_groups": len(groups),
             "n_latents": sae.n_latents_, "k": sae.k_,
