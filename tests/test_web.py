@@ -122,6 +122,13 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     subs = page.locator("#subthemes-table tbody tr")  # sub-themes: each names the one theme it lies within
     assert subs.count() >= 1 and all(subs.nth(i).locator(".theme-link").count() == 1 for i in range(subs.count()))
     assert page.locator("#groups-table tbody tr[data-kind=sub_theme]").count() == 0
+    parent = subs.first.locator(".theme-link")  # … and its theme's page lists it among the theme's sub-themes
+    sub_label = subs.first.locator("td").first.text_content()
+    parent.click()
+    page.wait_for_selector("#theme-view:not([hidden]) #theme-subthemes li[data-group]")
+    assert sub_label in page.locator("#theme-subthemes").text_content()
+    page.click("#back")
+    page.wait_for_selector("#explorer:not([hidden])")
 
     # the theme holding the injected comment: its text shows as text, nothing runs
     client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)

@@ -497,6 +497,13 @@ function renderTheme(t) {
   if (t.hidden) facts.push(["Hidden", "yes"]);
   $("theme-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   $("theme-keywords").replaceChildren(...t.keywords.map((k) => el("li", { text: k })));
+  const own = new Set([t.id, ...(t.merged || [])]);
+  const subs = state.groups.filter((g) => g.kind === "sub_theme" && own.has(g.themes[0]));
+  $("theme-subthemes").replaceChildren(...(subs.length ? subs.map((g) => el("li", { "data-group": g.id },
+    el("strong", { text: g.label }),
+    ` — ${g.size} comments, sentiment ${signed(g.sentiment.mean)}`,
+    ...(g.examples.length ? [el("span", { class: "meta", text: ` e.g. “${g.examples[0].text}”` })] : []))) :
+    [el("li", { text: "None found at a finer level." })]));
   $("theme-sentiment").replaceChildren(sentimentBar(t.sentiment, 300),
     el("p", { text: `mean ${signed(t.sentiment.mean)}: ${pct(t.sentiment.negative)} negative, ${pct(t.sentiment.neutral)} neutral, ${pct(t.sentiment.positive)} positive` }));
   const trend = state.trends.themes.find((s) => s.theme_id === t.id);
