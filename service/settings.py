@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         return SmoothOptions(n_neighbors=self.smoothing_neighbors, weight=self.smoothing_weight, seed=self.seed)
 
     @property
-    def levels(self):  # -> worker.stages.levels.LevelOptions | None (imported here on use)
+    def levels(self):  # -> worker.stages.levels.LevelOptions | None (numpy only, imported here on use)
         from worker.stages.levels import LevelOptions
 
         return LevelOptions(seed=self.seed) if self.theme_levels else None

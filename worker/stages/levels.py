@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from worker.stages import train
 from worker.stages.themes import Theme, ThemeOptions, build_themes
 
 #: The level SAEs train on a random sample of at most this many distinct texts (then read all of them): they
@@ -50,6 +49,8 @@ def level_size(n_latents: int, factor: float) -> int:
 
 def train_level(inputs: np.ndarray, n_latents: int, options: LevelOptions, device: str = "cpu"):
     """An SAE of ``n_latents`` trained on the SAE inputs (a seeded sample of at most ``options.max_rows``)."""
+    from worker.stages import train  # torch: imported on use, so that LevelOptions stays light (service.settings)
+
     rows = inputs
     if len(inputs) > options.max_rows:
         pick = np.random.default_rng(options.seed).choice(len(inputs), options.max_rows, replace=False)
@@ -61,6 +62,8 @@ def level_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, option
                  theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu") -> list[Theme]:  # fmt: skip
     """The themes (members only) of a freshly trained level SAE of ``n_latents``: ``inputs`` are the distinct
     texts' SAE inputs, ``inverse`` maps each document to its text's row."""
+    from worker.stages import train
+
     sae = train_level(inputs, n_latents, options, device)
     acts = train.activations(sae, inputs)[inverse]
     return build_themes(acts, sae.model_.W_dec.detach().float().cpu().numpy(), theme_options)
