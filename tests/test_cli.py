@@ -75,7 +75,8 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
 
 
 @pytest.mark.slow
-def test_analyze_cp1252_semicolon_bom(tmp_path, sample_frame):
+def test_analyze_cp1252_semicolon_bom(tmp_path, sample_frame, monkeypatch):
+    monkeypatch.setenv("FEEDBACK_THEMES_THEME_LEVELS", "false")  # and without the level SAEs
     frame = sample_frame.head(60).assign(text=lambda f: f["text"] + " – café €")
     path = tmp_path / "export.csv"
     path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("cp1252"))
@@ -83,6 +84,8 @@ def test_analyze_cp1252_semicolon_bom(tmp_path, sample_frame):
     assert result.returncode == 0, result.stderr
     docs = pd.read_csv(tmp_path / "out" / "documents.csv")
     assert docs["text"].str.endswith("– café €").all()
+    document = json.loads((tmp_path / "out" / "themes.json").read_text(encoding="utf-8"))
+    assert document["metadata"]["levels"] is None and {g["kind"] for g in document["groups"]} <= {"union"}
 
 
 def test_missing_column_is_one_line(tmp_path):
