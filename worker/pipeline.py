@@ -19,11 +19,11 @@ from service.settings import DEFAULT_MODEL
 from worker.keywords import term_counts
 from worker.stages import embed, sentiment, train
 from worker.stages.ingest import IngestResult
-from worker.stages.levels import LevelOptions, level_groups
+from worker.stages.levels import LevelOptions, all_groups
 from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
 from worker.stages.report import themes_document
 from worker.stages.themes import (DocumentVectors, Theme, ThemeOptions, build_themes, cohesion, describe_groups,
-                                  describe_themes, parent_themes)
+                                  describe_themes)
 
 Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("ingest", "embed", "sentiment", "train", "themes", "report")
@@ -143,10 +143,8 @@ def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd
     """Theme groups around the themes, described and sorted by size: broader subjects (themes whose features point
     the same way; with ``levels``, also the themes of a smaller SAE) and, with ``levels``, sub-themes (the themes of a
     larger SAE, :mod:`worker.stages.levels`)."""
-    groups = parent_themes(themes, decoder_of(sae), options)
-    if levels is not None:
-        groups += level_groups(embedded.sae_inputs, embedded.inverse, int(sae.n_latents_), themes, [*themes, *groups],
-                               levels, options, resolve_device(device))  # fmt: skip
+    groups = all_groups(themes, decoder_of(sae), embedded.sae_inputs, embedded.inverse, int(sae.n_latents_), levels,
+                        options, resolve_device(device))  # fmt: skip
     groups = describe_groups(groups, documents, embedded.per_document(), options, terms)
     return rate_cohesion(groups, embedded)
 

@@ -37,17 +37,14 @@ def themes_of(sae: Any, X: np.ndarray) -> dict[int, set[int]]:
 def shown_sets(sae: Any, X: np.ndarray, groups: bool = True, seed: int = 0) -> list:
     """The themes (and with ``groups`` every group shown beside them) of a fitted SAE, as the product makes them."""
     from worker.stages import train
-    from worker.stages.levels import LevelOptions, level_groups
-    from worker.stages.themes import ThemeOptions, build_themes, parent_themes
+    from worker.stages.levels import LevelOptions, all_groups
+    from worker.stages.themes import ThemeOptions, build_themes
 
     decoder = sae.model_.W_dec.detach().float().cpu().numpy()
     themes = build_themes(train.activations(sae, X), decoder, ThemeOptions())
     if not groups:
         return themes
-    parents = parent_themes(themes, decoder, ThemeOptions())
-    levels = level_groups(X, np.arange(len(X)), int(sae.n_latents_), themes, [*themes, *parents],
-                          LevelOptions(seed=seed))  # fmt: skip
-    return [*themes, *parents, *levels]
+    return [*themes, *all_groups(themes, decoder, X, np.arange(len(X)), int(sae.n_latents_), LevelOptions(seed=seed))]
 
 
 def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows: set[int]) -> int:

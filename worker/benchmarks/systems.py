@@ -58,9 +58,9 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     from dataclasses import fields, replace
 
     from worker.stages import train
-    from worker.stages.levels import LevelOptions, level_groups
+    from worker.stages.levels import LevelOptions, all_groups
     from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
-    from worker.stages.themes import ThemeOptions, build_themes, cohesion, parent_themes
+    from worker.stages.themes import ThemeOptions, build_themes, cohesion
 
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)}
@@ -79,10 +79,8 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     themes = build_themes(acts, decoder, options)
     if min_cohesion > 0 and neighbours.shape[1]:
         themes = [t for t in themes if cohesion(t.members, neighbours) >= min_cohesion]
-    groups = parent_themes(themes, decoder, options)
-    if levels:
-        groups += level_groups(X, np.arange(len(X)), int(sae.n_latents_), themes, [*themes, *groups],
-                               LevelOptions(seed=seed), options)  # fmt: skip
+    groups = all_groups(themes, decoder, X, np.arange(len(X)), int(sae.n_latents_),
+                        LevelOptions(seed=seed) if levels else None, options)  # fmt: skip
     info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
             "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
             "n_sub_themes": sum(g.level == 1 for g in groups), "parents": [g.members for g in groups]}  # fmt: skip

@@ -2,8 +2,8 @@
 
 One dictionary size cuts the comments at one granularity, and gold categories are not all at it: on Banking77 the
 themes of a 128-latent SAE merge 21 intents and split 27 others. SAEs of half and twice the size, trained on the same
-inputs, find what that one size misses (label recovery 0.697 → 0.737 on Banking77 with every set shown,
-docs/benchmarks.md "several resolutions"). Their themes are shown around the main ones:
+inputs, find what that one size misses (label recovery 0.697 → 0.736 on Banking77 with every set shown,
+docs/benchmarks.md "Session 4"). Their themes are shown around the main ones:
 
 - every theme of the half-size SAE becomes a *broader group* (``level`` 2) over the themes mostly inside it;
 - every theme of the double-size SAE becomes a *sub-theme* (``level`` 1) of the theme holding most of its members.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from worker.stages.themes import Theme, ThemeOptions, build_themes
+from worker.stages.themes import Theme, ThemeOptions, build_themes, parent_themes
 
 #: The level SAEs train on a random sample of at most this many distinct texts (then read all of them): they
 #: cost at most ~3 × the main SAE's time on a benchmark-sized corpus and a bounded amount at a million rows.
@@ -147,3 +147,14 @@ def level_groups(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, themes
         fine = level_themes(inputs, inverse, level_size(n_latents, options.finer), options, theme_options, device)
         out += sub_themes(fine, themes, n_docs)
     return out
+
+
+def all_groups(themes: list[Theme], decoder: np.ndarray, inputs: np.ndarray, inverse: np.ndarray, n_latents: int,
+               levels: LevelOptions | None = LevelOptions(), theme_options: ThemeOptions = ThemeOptions(),
+               device: str = "cpu") -> list[Theme]:  # fmt: skip
+    """Every group shown beside ``themes`` (members only, not yet described): the ``union`` groups of
+    :func:`~worker.stages.themes.parent_themes`, then, with ``levels``, the broader groups and sub-themes."""
+    groups = parent_themes(themes, decoder, theme_options)
+    if levels is not None:
+        groups += level_groups(inputs, inverse, n_latents, themes, [*themes, *groups], levels, theme_options, device)
+    return groups
