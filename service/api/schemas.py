@@ -69,7 +69,8 @@ class ThemesPage(BaseModel):
 
 
 class GroupsPage(BaseModel):
-    """The ``groups`` of ``themes.json``, one page at a time: broader subjects, each listing its themes' ids."""
+    """The ``groups`` of ``themes.json``, one page at a time: broader subjects and sub-themes (``kind``: ``union``,
+    ``broader`` or ``sub_theme``), each listing the ids of the themes it spans."""
 
     metadata: dict[str, Any]
     groups: list[dict[str, Any]]
