@@ -222,6 +222,7 @@ def api(
 
     from service.db.session import upgrade_database
 
+    refuse_example_secrets()
     upgrade_database()
     uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=True, log_level="info", access_log=access_log)  # fmt: skip
@@ -234,17 +235,25 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: prefork, solo or threads.")] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "INFO",
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+    parent_pid: Annotated[Optional[int], typer.Option(hidden=True, help="Exit when this process is gone.")] = None,
 ) -> None:
-    """Run a Celery worker on the given queues."""
+    """Run a Celery worker on the given queues (and the watchdog that re-queues stalled jobs)."""
     import os
 
     from service.db.session import upgrade_database
+    from service.settings import get_settings
     from worker.celery_app import CPU_QUEUE, GPU_QUEUE, create_celery
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names or any(q not in (CPU_QUEUE, GPU_QUEUE) for q in names):
         fail(f"--queues must name cpu and/or gpu, got {queues!r}")
+    refuse_example_secrets()
     upgrade_database()
+    from service.supervise import exit_with_parent, lower_priority
+
+    lower_priority(get_settings().worker_nice)
+    if parent_pid:
+        exit_with_parent(parent_pid)
     if metrics_port:
         from service.metrics import serve_worker_metrics
 
@@ -262,7 +271,6 @@ def serve(
     """The whole service on this machine: API plus an embedded worker, filesystem broker, SQLite. No Redis."""
     import os
     import signal
-    import subprocess
     import sys
 
     import uvicorn
@@ -283,10 +291,14 @@ def serve(
 
         if not session.scalar(select(func.count()).select_from(ApiKey)):
             first_key, _ = create_key(session, "local")
-    worker_cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", "cpu,gpu", "--concurrency", "1"]
+    worker_cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", "cpu,gpu", "--concurrency", "1",
+                  "--parent-pid", str(os.getpid())]  # fmt: skip
     # Its own session: a Ctrl-C or a SIGTERM to this process group reaches only this process, which then stops the
-    # worker with one SIGTERM (a signal to the worker's pool processes as well can hang Celery's shutdown).
-    child = subprocess.Popen(worker_cmd, env=os.environ.copy(), start_new_session=True)
+    # worker with one SIGTERM (a signal to the worker's pool processes as well can hang Celery's shutdown). A worker
+    # that dies is started again; one whose `serve` dies (even by SIGKILL) exits by itself (--parent-pid).
+    from service.supervise import Supervisor
+
+    child = Supervisor(worker_cmd, env=os.environ.copy(), say=lambda text: err_console.print(text)).start()
     base = f"http://{host}:{port}"
     say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731 - keys and URLs unbroken
     say(f"\n[bold]feedback-themes[/] is starting on {base}  (API docs: {base}/docs)")
@@ -301,11 +313,17 @@ def serve(
     try:
         uvicorn.run("service.api.app:create_app", factory=True, host=host, port=port, log_level="info")
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            child.kill()
+        child.stop(timeout=20)
+
+
+def refuse_example_secrets() -> None:
+    """Refuse to start with a password copied from ``deploy/.env.example``."""
+    from service.secrets_check import example_secrets
+    from service.settings import get_settings
+
+    names = example_secrets(get_settings())
+    if names:
+        fail(f"{', '.join(names)} still hold the example password 'change-me': set a real one")
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from cachetools import TTLCache
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import ApiKey, Tenant, utcnow
@@ -45,11 +45,22 @@ def tenant_for_key(session: Session, key: str) -> str | None:
 
 def tenant_for_digest(session: Session, digest: str) -> str | None:
     """The tenant id of the valid, unrevoked key with this SHA-256 digest, else None."""
+    row = _valid_key(session, digest)
+    return None if row is None else row.tenant_id
+
+
+def key_id_for_digest(session: Session, digest: str) -> int | None:
+    """The id of the valid, unrevoked key with this SHA-256 digest, else None."""
+    row = _valid_key(session, digest)
+    return None if row is None else row.id
+
+
+def _valid_key(session: Session, digest: str) -> Row | None:
     valid = ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-    row = session.execute(select(ApiKey.key_hash, ApiKey.tenant_id).where(*valid)).first()
+    row = session.execute(select(ApiKey.id, ApiKey.key_hash, ApiKey.tenant_id).where(*valid)).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return row.tenant_id
+    return row
 
 
 def revoke_key(session: Session, prefix: str) -> int:

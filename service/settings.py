@@ -41,6 +41,21 @@ class Settings(BaseSettings):
                                        "(token bucket, bursts up to this many); 0: no limit.")
     api_key_cache_seconds: float = Field(30.0, ge=0, description="How long an API process remembers a valid key "
                                          "(a revoked key stops working within this time); 0: look it up every time.")
+    auth_failures_per_minute: int = Field(30, ge=0, description="Failed authentications (bad API key or report "
+                                          "token) per client address and minute, per API process, before 429; "
+                                          "0: no limit.")
+    report_token_days: int = Field(90, ge=1, description="Default lifetime of a report token, in days.")
+    report_token_max_days: int = Field(365, ge=1, description="Longest lifetime a report token may be given.")
+
+    job_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a task working on a job touches its "
+                                         "heartbeat.")
+    job_heartbeat_timeout: float = Field(120.0, gt=0, description="A queued or running job whose heartbeat is older "
+                                         "than this is re-queued from its stored state by a worker's watchdog.")
+    watchdog_interval: float = Field(30.0, gt=0, description="Seconds between a worker's watchdog scans.")
+    job_max_redrives: int = Field(3, ge=0, description="Times the watchdog re-queues one job before ending it failed "
+                                  "(job-lost; retryable).")
+    worker_nice: int = Field(10, ge=0, le=19, description="Niceness of worker processes: the API (nice 0) keeps "
+                             "answering polls quickly while workers use every core.")
 
     smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
                                      "SAE (worker/stages/smooth.py); 0: no smoothing.")

@@ -8,6 +8,7 @@ back with the worker's own ``read_csv``, or the worker's ingest stage is run on 
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import gzip
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from service.csv_cells import is_formula
 from service.db.models import Document, ThemeRow
 from service.db.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key, stored_counts
@@ -61,6 +63,8 @@ REFUSED = [
     ("first row wider than the header", b"text,rating\nsoft, warm,5\nfine,4\n", {}, 422, ["more fields than the header"]),
     ("later row wider than the header", b"text,rating\nfine,4\nsoft, warm,5\n", {}, 422, ["Expected 2 fields in line 3, saw 3"]),
     ("duplicate ids", b"id,text\n7,late\n7,early\n", {"id_column": "id"}, 422, ["duplicate values: '7'"]),
+    ("an id over 200 characters", b"id,text\n7,late\n" + b"8" * 201 + b",early\n", {"id_column": "id"}, 422,
+     ["longer than 200 characters"]),
     ("random binary named .csv", random.Random(0).randbytes(5000), {}, 415, ["not text"]),
     ("PNG image named .csv", PNG, {}, 415, ["not text"]),
     ("zip file", zip_bytes(), {}, 415, ["not text"]),
@@ -299,11 +303,8 @@ def test_formula_cells_are_stored_as_text_and_exported_neutralised(client, alice
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
     exported = {row["doc_id"]: row["text"] for row in csv.DictReader(io.StringIO(report.text))}
     for doc_id, text in stored.items():
-        if text.startswith(("=", "+", "-", "@")):
-            assert exported[doc_id] == "'" + text, (doc_id, exported[doc_id])
-        else:
-            assert exported[doc_id] == text
-    assert sum(v.startswith("'") for v in exported.values()) == len(FORMULAS)
+        assert exported[doc_id] == ("'" + text if is_formula(text) else text), (doc_id, exported[doc_id])
+    assert sum(v.startswith("'") for v in exported.values()) == sum(is_formula(f) for f in FORMULAS) >= 4
 
     # themes.csv: a theme whose label a spreadsheet would run is neutralised too
     with session_scope() as session:
@@ -320,7 +321,7 @@ def test_formula_cells_are_stored_as_text_and_exported_neutralised(client, alice
     assert themes.status_code == 200, themes.text
     cells = [cell for row in csv.reader(io.StringIO(themes.text)) for cell in row]
     assert "'" + record["label"] in cells
-    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@"))], cells
+    assert not [cell for cell in cells if is_formula(cell)], cells
 
 
 def test_html_and_script_in_comments_stay_text(client, alice):
@@ -373,3 +374,286 @@ def test_other_tenant_key_cannot_upload_into_a_project(client, alice):
     job = accepted(post_csv(client, alice, b"text\nlate\nsoft\n"))
     bob = new_key("bob")
     assert_problem(post_csv(client, bob, b"text\nlate\nsoft\n", project=job["project_id"]), 404, "no project")
+
+
+# ---------------------------------------------------------------- out-of-range numbers, long names, large files
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+BIG_IDS = [2**31, 2**63]  # over PostgreSQL's integer; over SQLite's
+THEME = {"label": "late parcels", "keywords": ["late"], "size": 2, "share": 0.5, "rating": None, "examples": [],
+         "sentiment": {"mean": 0.0, "negative": 0, "neutral": 1, "positive": 0}, "features": [1], "is_new": True}  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, tmp_path, monkeypatch):
+    """An in-process client and a key, on SQLite and on a fresh PostgreSQL database (when one is reachable)."""
+    from service.db.session import upgrade_database
+    from service.settings import get_settings
+    from tests.service_harness import reachable
+
+    url = None
+    if request.param == "postgresql":
+        if not reachable(5432):
+            pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")
+        url = create_postgres_database(request)
+    monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES", "RATE_LIMIT_PER_MINUTE"):
+        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
+    if url:
+        monkeypatch.setenv("FEEDBACK_THEMES_DATABASE_URL", url)
+    get_settings.cache_clear()
+    upgrade_database()
+    yield make_client(), new_key("alice")
+    get_settings.cache_clear()
+
+
+def create_postgres_database(request) -> str:
+    """A new database, dropped when the test ends."""
+    import uuid
+
+    import psycopg
+
+    name = f"ft_bad_{uuid.uuid4().hex[:12]}"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        from service.db.session import engine_for
+
+        engine_for(url).dispose()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    request.addfinalizer(drop)
+    return url
+
+
+def finished_project(client, headers) -> dict:
+    """A project whose job is marked succeeded with two stored themes (ids 1 and 2), as the worker leaves it."""
+    from service.db.models import Job, Project
+
+    job = client.post("/v1/jobs", headers=headers, json={"items": [{"text": "late parcel"}, {"text": "soft wool"}]})
+    assert job.status_code == 202, job.text
+    job = job.json()
+    with session_scope() as session:
+        session.get(Job, job["id"]).status = "succeeded"
+        session.get(Project, job["project_id"]).current_job_id = job["id"]
+        for theme_id in (1, 2):
+            record = {**THEME, "id": theme_id, "first_seen_job": job["id"]}
+            session.add(ThemeRow(job_id=job["id"], theme_id=theme_id, project_id=job["project_id"], label="late",
+                                 size=2, sentiment_mean=0.0, first_seen_job=job["id"], record=record))  # fmt: skip
+    return job
+
+
+def encoded_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode().rstrip("=")
+
+
+def test_cursors_out_of_range_are_invalid(any_database):
+    """On every paginated list: an offset the API never gives out (negative, or past any list) is a 400 problem."""
+    client, alice = any_database
+    job = finished_project(client, alice)
+    project, job_id = f"/v1/projects/{job['project_id']}", f"/v1/jobs/{job['id']}"
+    routes = ["/v1/projects", f"{project}/themes", f"{project}/groups", f"{project}/themes/1", f"{job_id}/themes",
+              f"{job_id}/groups"]  # fmt: skip
+    for route in routes:
+        assert client.get(route, headers=alice, params={"cursor": encoded_cursor(0)}).status_code == 200, route
+        for offset in (2**63, 2**31, -1):
+            response = client.get(route, headers=alice, params={"cursor": encoded_cursor(offset)})
+            assert assert_problem(response, 400, "cursor")["type"].endswith("invalid-cursor"), route
+
+
+def test_theme_ids_out_of_range_are_422(any_database):
+    """Theme ids past a 32-bit integer, in the path or the merge body: a 422 validation problem, never a 500."""
+    client, alice = any_database
+    job = finished_project(client, alice)
+    themes = f"/v1/projects/{job['project_id']}/themes"
+    for big in BIG_IDS:
+        requests = [client.get(f"{themes}/{big}", headers=alice),
+                    client.patch(f"{themes}/{big}", headers=alice, json={"label": "x"}),
+                    client.post(f"{themes}/{big}/merge", headers=alice, json={"themes": [1]}),
+                    client.post(f"{themes}/{big}/unmerge", headers=alice),
+                    client.post(f"{themes}/1/merge", headers=alice, json={"themes": [2, big]}),
+                    client.get(f"{themes}/-1", headers=alice)]  # fmt: skip
+        for response in requests:
+            assert assert_problem(response, 422)["type"].endswith("validation-error")
+    assert client.get(f"{themes}/{2**31 - 1}", headers=alice).status_code == 404  # in range: looked up, not there
+    assert client.post(f"{themes}/1/merge", headers=alice, json={"themes": [2]}).status_code == 200
+
+
+def test_a_long_file_name_is_cut_for_the_project_name(any_database):
+    client, alice = any_database
+    name = "quarterly survey " * 15 + ".csv"  # 259 characters
+    job = accepted(post_csv(client, alice, b"text\nlate\nsoft\n", name=name))
+    project = client.get(f"/v1/projects/{job['project_id']}", headers=alice).json()
+    assert len(project["name"]) == 200 and project["name"].startswith("quarterly survey") and name.endswith(".csv")
+
+
+def test_the_project_name_keeps_short_names_and_drops_control_characters():
+    from service.api.uploads import project_name
+
+    assert project_name("reviews.csv") == "reviews.csv" and project_name(None) is None
+    assert project_name("a\x00b\tc.csv") == "a b c.csv"
+    assert project_name("x" * 300) == "x" * 199 + "…"
+    assert project_name("y" * 300 + ".csv") == "y" * 195 + "….csv"
+
+
+BIG = 4 * 1024 * 1024  # the size past which the API streams a file instead of parsing it whole
+
+
+def test_a_large_file_with_one_distinct_comment_is_refused(client, alice, service_env):
+    """Over 4 MB: the API streams the file for two different comments before it makes a job."""
+    data = b"text,rating\n" + b"the parcel came late,1\n" * (BIG // 22 + 1000)
+    assert len(data) > BIG
+    response = post_csv(client, alice, data, rating_column="rating")
+    assert_problem(response, 422, "at least 2 different comments", "has 1")
+    assert response.json()["type"].endswith("too-few-comments") and response.elapsed_s < QUICK
+    assert stored_counts() == (0, 0, 0) and not list(service_env.uploads_dir.glob("*"))
+
+
+def test_a_large_file_of_one_giant_field_is_refused(client, alice, service_env):
+    """One header line, then a single quoted field longer than csv's field limit: a 422 problem, not a crash."""
+    data = b'text\n"' + b'it is soft, warm and ""very"" late\n' * (BIG // 30 + 1000) + b'"\n'
+    response = post_csv(client, alice, data)
+    assert_problem(response, 422, "at least 2 different comments", "has 1")
+    assert response.elapsed_s < QUICK and stored_counts() == (0, 0, 0)
+
+
+def test_large_files_that_cannot_be_read_are_refused(shared):
+    client, alice, settings = shared
+    open_quote = b"text\nfine\n\"" + b"x" * BIG
+    assert_problem(post_csv(client, alice, open_quote), 422, "EOF inside string")
+    no_text = b"text,rating\n" + b",5\n" * (BIG // 3)
+    assert_problem(post_csv(client, alice, no_text), 422, "no row has text in column 'text'")
+    assert stored_counts() == (0, 0, 0) and not list(settings.uploads_dir.glob("*"))
+
+
+def test_large_files_are_accepted_once_two_comments_differ(client, alice):
+    """The stream stops at the second different comment; one comment is enough for an existing project."""
+    data = b"text\nlate\nsoft\n" + b"x" * BIG + b"\n"
+    first = accepted(post_csv(client, alice, data))
+    same = b"text\n" + b"late\n" * (BIG // 5 + 10)
+    accepted(post_csv(client, alice, same, project=first["project_id"]))
+
+
+def test_the_streamed_check_holds_a_giant_field_once(tmp_path):
+    """A 24 MB single field: pandas holds it whole, once; the check's peak stays a small multiple of its size."""
+    import tracemalloc
+
+    from worker.stages.ingest import check_upload
+
+    size = 24 * 1024 * 1024
+    path = tmp_path / "giant.csv"
+    path.write_bytes(b'text\n"' + b"soft wool " * (size // 10) + b'"\n')
+    tracemalloc.start()
+    try:
+        result = check_upload(path, ColumnMap())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.partial and result.counts == {"distinct_texts": 1}
+    assert peak < 4 * size, peak
+
+
+def test_the_streamed_check_holds_a_chunk_of_records_at_once(tmp_path):
+    """24 MB of one comment: read in chunks of records, a few MB at most are held at once."""
+    import tracemalloc
+
+    from worker.stages.ingest import check_upload
+
+    path = tmp_path / "same.csv"
+    path.write_bytes(b"text,rating\n" + b"the parcel came late,1\n" * (24 * 1024 * 1024 // 23))
+    tracemalloc.start()
+    try:
+        result = check_upload(path, ColumnMap())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.partial and result.counts == {"distinct_texts": 1}
+    assert peak < 8 * 1024 * 1024, peak
+
+
+def test_a_large_file_whose_first_row_is_wider_than_the_header(tmp_path):
+    """Streamed, as read whole: extra leading fields would shift the data (pandas would take them as an index)."""
+    from worker.stages.ingest import IngestError, check_upload
+
+    path = tmp_path / "wide.csv"
+    path.write_bytes(b"text,rating\nsoft, warm,5\n" + b"fine,4\n" * (BIG // 7 + 10))
+    with pytest.raises(IngestError) as err:
+        check_upload(path, ColumnMap())
+    assert err.value.code == "malformed-csv" and "more fields than the header" in str(err.value)
+
+
+STREAMED = [
+    (codecs.BOM_UTF8 + "review;stars\nCafé crème;2\nsehr gut;5\nsehr gut;5\n".encode(), "review", 2),
+    ("review\tscore\nGreat fit\t5\nbad\t1\n".encode("utf-16"), "review", 2),
+    ("review;stars\n“Smart quotes” – €;4\nnaïve;3\n".encode("cp1252"), "review", 2),
+    (b"text\nhello, world\nbye\n", "text", 2),
+    (b"a|text\n1|&amp;\n2| &amp; \n3|\n", "text", 1),
+    (b"text,x\r\n\"multi\r\nline\",1\r\n\"multi\r\nline\",2\r\n", "text", 1),
+    (b"text\n" + b"x\n" * 40_000 + b"ab\x00cd\nabcd\n" + b"\x00" * 3_000_000 + b"\nab cd\n", "text", 3),
+    (b"text\na\x1fb\na b\n\"a\x1f\"\n", "text", 2),
+]
+
+
+@pytest.mark.parametrize(("raw", "column", "distinct"), STREAMED)
+def test_the_streamed_check_detects_like_read_csv(tmp_path, raw, column, distinct):
+    """Encodings, delimiters, one column, entities, quoted line ends: streamed, the same different texts."""
+    from worker.stages.ingest import check_upload, count_distinct_texts
+
+    path = tmp_path / "upload.csv"
+    path.write_bytes(raw)
+    full = read_csv(path, ColumnMap(text=column))
+    streamed = check_upload(path, ColumnMap(text=column), full_check_bytes=0, minimum=10)
+    assert count_distinct_texts(full) == count_distinct_texts(streamed) == distinct
+    assert (streamed.encoding, streamed.delimiter) == (full.encoding, full.delimiter)
+
+
+def random_csv(rng: random.Random) -> tuple[str, int]:
+    """A small CSV of quoted, multi-line, spaced and blank fields; and the index of the column to read."""
+    def field() -> str:
+        body = "".join(rng.choice(["a", "b", " ", "c d", ",", "\n", '"']) for _ in range(rng.randint(0, 5)))
+        if rng.random() < 0.5:
+            return rng.choice(["", " "]) + '"' + body.replace('"', '""') + '"' + rng.choice(["", "z"])
+        return "".join(ch for ch in body if ch not in ',\n"')
+
+    width = rng.randint(1, 4)
+    rows = [",".join(f"c{j}" for j in range(width))]
+    rows += [",".join(field() for _ in range(width)) for _ in range(rng.randint(1, 6))]
+    return rng.choice(["\n", "\r\n"]).join(rows) + "\n", rng.randrange(width)
+
+
+def test_the_streamed_check_finds_the_texts_read_csv_finds(tmp_path, monkeypatch):
+    """check_upload (in chunks of two records) against read_csv (whole) on random CSVs: the same different texts."""
+    from worker.stages import ingest
+
+    monkeypatch.setattr(ingest, "STREAM_ROWS", 2)
+    rng = random.Random(3)
+    path = tmp_path / "upload.csv"
+    compared = 0
+    for _ in range(600):
+        text, column = random_csv(rng)
+        path.write_bytes(text.encode())
+        try:
+            expected = ingest.count_distinct_texts(read_csv(path, ColumnMap(text=f"c{column}")))
+        except ingest.IngestError:
+            continue
+        streamed = ingest.check_upload(path, ColumnMap(text=f"c{column}"), full_check_bytes=0, minimum=100)
+        assert ingest.count_distinct_texts(streamed) == expected, (text, column)
+        compared += 1
+    assert compared > 300
+
+
+def test_require_distinct_texts():
+    """The worker's check of an ingested upload: too few different comments is an IngestError it can report."""
+    from worker.stages.ingest import IngestError, count_distinct_texts, require_distinct_texts
+
+    same = read_csv(b"text\nsame\n same \nsame\n", ColumnMap())
+    assert count_distinct_texts(same) == 1
+    with pytest.raises(IngestError) as err:
+        require_distinct_texts(same)
+    assert err.value.code == "too-few-comments" and "at least 2 different comments" in str(err.value)
+    assert "has 1" in str(err.value)
+    require_distinct_texts(read_csv(b"text\nsame\nother\n", ColumnMap()))
+    require_distinct_texts(same, minimum=1)

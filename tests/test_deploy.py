@@ -29,6 +29,10 @@ BASE, DEV = DEPLOY / "compose.yml", DEPLOY / "compose.dev.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 PREFIX = "FEEDBACK_THEMES_"
 APP_SERVICES = ("migrate", "api", "worker", "worker-gpu", "flower")  # run the project's image
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH")
+FILLED = {"POSTGRES_PASSWORD": "5e1f0c2a9b7d4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d",
+          "REDIS_PASSWORD": "0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f",
+          "FLOWER_BASIC_AUTH": "admin:7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a"}  # fmt: skip
 VARIABLE = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -39,6 +43,11 @@ def example_env() -> dict[str, str]:
     """The variables of deploy/.env.example (what an operator fills in)."""
     lines = (DEPLOY / ".env.example").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def filled_env() -> dict[str, str]:
+    """deploy/.env.example with its secrets filled in, as an operator would (``openssl rand -hex 24``)."""
+    return {**example_env(), **FILLED}
 
 
 def interpolate(node: Any, env: dict[str, str]) -> Any:
@@ -63,7 +72,7 @@ def interpolate(node: Any, env: dict[str, str]) -> Any:
 
 
 def load(path: Path, **overrides: str) -> dict[str, Any]:
-    return interpolate(yaml.safe_load(path.read_text()), {**example_env(), **overrides})
+    return interpolate(yaml.safe_load(path.read_text()), {**filled_env(), **overrides})
 
 
 class CliMismatch(Exception):
@@ -229,7 +238,8 @@ def test_flower_runs_the_celery_app_module(compose, monkeypatch, tmp_path):
         assert isinstance(module.app, Celery) and module.app.conf.task_default_queue == "cpu"
     finally:
         get_settings.cache_clear()
-    assert environment(flower)["FLOWER_BASIC_AUTH"] == example_env()["FLOWER_BASIC_AUTH"]
+    assert environment(flower)["FLOWER_BASIC_AUTH"] == FILLED["FLOWER_BASIC_AUTH"]
+    assert urlparse(environment(flower)[f"{PREFIX}BROKER_URL"]).password == FILLED["REDIS_PASSWORD"]
     raw = yaml.safe_load(BASE.read_text())["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"]
     assert ":?" in raw, "flower must refuse to start without basic auth"
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -350,6 +360,67 @@ def test_redis_and_postgres_keep_their_data(compose):
     assert urlparse(env[f"{PREFIX}BROKER_URL"]).hostname == "redis"
 
 
+def test_redis_needs_the_password_everyone_uses(compose):
+    redis = compose["services"]["redis"]
+    password = option(redis["command"], "--requirepass")
+    assert password == FILLED["REDIS_PASSWORD"]
+    for name in APP_SERVICES:
+        broker = urlparse(environment(compose["services"][name])[f"{PREFIX}BROKER_URL"])
+        assert (broker.hostname, broker.password) == ("redis", password), name
+    assert environment(redis)["REDISCLI_AUTH"] == password  # the healthcheck authenticates...
+    test = redis["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and "redis-cli ping" in test[1] and "PONG" in test[1]  # ...and wants PONG
+
+
+# ---------------------------------------------------------------- secrets: no example or empty password starts
+
+
+def test_example_env_ships_no_password():
+    env = example_env()
+    assert {name: env.get(name) for name in SECRETS} == dict.fromkeys(SECRETS, "")
+    text = (DEPLOY / ".env.example").read_text()
+    assert "openssl rand -hex 24" in text
+    for path in (DEPLOY / ".env.example", BASE, DEV):
+        assert "change-me" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_compose_refuses_an_empty_or_unset_secret(name):
+    raw = yaml.safe_load(BASE.read_text())
+    for env in ({**filled_env(), name: ""}, {k: v for k, v in filled_env().items() if k != name}):
+        with pytest.raises(KeyError, match=name):
+            interpolate(raw, env)
+    with pytest.raises(KeyError):
+        interpolate(raw, example_env())  # the example as shipped
+    for path in (BASE, DEV):
+        uses = [m for m in VARIABLE.finditer(path.read_text()) if m["name"] == name]
+        assert all(m["op"] == ":?" for m in uses), (path, [m[0] for m in uses])
+    assert [m for m in VARIABLE.finditer(BASE.read_text()) if m["name"] == name]
+
+
+def test_dev_publishes_only_on_loopback():
+    for name, service in load(DEV)["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert load(DEV)["services"]["redis"]["ports"] == ["127.0.0.1:16379:6379"]
+
+
+def test_the_app_refuses_example_passwords():
+    from service.secrets_check import example_secrets
+
+    example = "change-me"
+    settings = Settings(database_url=f"postgresql+psycopg://feedback:{example}@postgres:5432/feedback_themes",
+                        broker_url=f"redis://:{example}@redis:6379/0",
+                        result_backend=f"redis://:{example}@redis/1")  # fmt: skip
+    assert example_secrets(settings) == [f"{PREFIX}DATABASE_URL", f"{PREFIX}BROKER_URL", f"{PREFIX}RESULT_BACKEND"]
+    filled = load(BASE)["services"]["api"]
+    assert example_secrets(Settings(**{k[len(PREFIX):].lower(): v for k, v in environment(filled).items()
+                                       if k.startswith(PREFIX) and k != f"{PREFIX}DATA_DIR"})) == []  # fmt: skip
+    for url in (None, "sqlite:///x.db", "redis://redis:6379/0", "redis://user:change-me-too@h/0", "filesystem://"):
+        assert example_secrets(Settings(database_url=url, broker_url=url)) == [], url
+    assert example_secrets(Settings(broker_url="redis://:change%2Dme@redis:6379/0")) == [f"{PREFIX}BROKER_URL"]
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 
@@ -419,16 +490,18 @@ def test_docker_compose_config(files, tmp_path):
     if command is None:
         pytest.skip("neither the docker compose plugin nor docker-compose is installed")
     env_file = tmp_path / ".env"
-    env_file.write_text((DEPLOY / ".env.example").read_text())
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in filled_env().items()))
     args = [*command, "--env-file", str(env_file), *sum((["-f", str(f)] for f in files), []), "--profile", "gpu"]
     out = subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, (out.returncode, out.stdout[-2000:], out.stderr)
     config = json.loads(out.stdout)
     assert {"api", "worker", "worker-gpu", "redis", "postgres", "flower", "migrate"} <= set(config["services"])
-    for required, other in (("POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"), ("FLOWER_BASIC_AUTH", "POSTGRES_PASSWORD")):
-        env_file.write_text(f"{other}={example_env()[other]}\n")  # the required one left out
+    for required in SECRETS:
+        env_file.write_text("".join(f"{k}={'' if k == required else v}\n" for k, v in filled_env().items()))
         missing = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=60)
         assert missing.returncode != 0 and required in missing.stderr, (missing.returncode, missing.stderr)
+    env_file.write_text((DEPLOY / ".env.example").read_text())  # the example as shipped
+    assert subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=60).returncode != 0
 
 
 def test_hadolint():

@@ -79,3 +79,32 @@ def test_groups_in_the_document_and_their_csv(tmp_path):
     assert table.loc[0, ["group_id", "level", "size", "theme_ids", "kind"]].tolist() == [1, 2, 3, "7; 11", "union"]
     assert record["cohesion"] is None and pd.isna(table.loc[0, "cohesion"])  # not rated: null, an empty cell
     assert themes_document(themes, docs, {})["groups"] == []  # no groups: an empty list, not a missing key
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", '+HYPERLINK("http://x")',
+            "\t=1+1"]  # fmt: skip
+ORDINARY = ["@jetblue thanks for the upgrade", "- fast delivery", "-0.5", "late parcel"]
+
+
+def test_write_report_neutralises_formula_cells(tmp_path):
+    """The CLI's CSVs follow the API's rule (service/csv_cells.py): formulas get a leading ', ordinary text stays."""
+    texts = FORMULAS + ORDINARY
+    docs = pd.DataFrame({"doc_id": ["=1+1", *(f"d{i}" for i in range(1, len(texts)))], "text": texts,
+                         "sentiment_score": [-0.5] * len(texts), "sentiment_label": ["negative"] * len(texts),
+                         "rating": [1.0] * len(texts), "date": [None] * len(texts)})  # fmt: skip
+    n = len(texts)
+    theme = Theme(id=3, features=[3], members=np.arange(n), activations=np.ones(n, dtype=np.float32),
+                  label="-2+3+cmd|' /C calc'!A0", keywords=["@jetblue", "upgrade"],
+                  sentiment={"mean": -0.5, "negative": 1.0, "neutral": 0.0, "positive": 0.0},
+                  rating={"mean": 1.0, "count": 1}, examples=[0, 5])  # fmt: skip
+    paths = write_report(tmp_path, themes_document([theme], docs, {}), [theme], docs)
+
+    documents = pd.read_csv(paths[3], dtype=str, keep_default_na=False)
+    assert documents["text"].tolist() == ["'" + t for t in FORMULAS] + ORDINARY
+    assert documents["doc_id"][0] == "'=1+1" and documents["sentiment_score"][0] == "-0.5"  # numbers stay numbers
+    themes_csv = pd.read_csv(paths[1], dtype=str, keep_default_na=False)
+    assert themes_csv.loc[0, "label"] == "'-2+3+cmd|' /C calc'!A0"
+    assert themes_csv.loc[0, "keywords"] == "@jetblue; upgrade"
+    assert themes_csv.loc[0, "sentiment_mean"] == "-0.5"
+    assert pd.read_csv(paths[2], dtype=str)["doc_id"][0] == "'=1+1"
+    assert json.loads(paths[0].read_text())["themes"][0]["label"] == "-2+3+cmd|' /C calc'!A0"  # JSON as written

@@ -232,6 +232,7 @@ def test_tenants_and_report_tokens(project):
     created = client.post(f"/v1/projects/{project_id}/report-token", headers=headers)
     assert created.status_code == 201, created.text
     token = created.json()["token"]
+    assert created.json()["prefix"] == token[:10] and created.json()["expires_at"]
     url = created.json()["urls"]["themes.csv"]
     assert url.endswith(f"/v1/projects/{project_id}/reports/themes.csv?token={token}")
     plain = client.get(url.split("testserver", 1)[1])

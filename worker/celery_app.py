@@ -1,7 +1,7 @@
 """The Celery application, configured from the settings. Light: importing it never imports torch.
 
-Embedded mode uses kombu's ``filesystem://`` broker and a SQLite result backend under the data folder;
-production uses Redis (or any broker URL) with the same tasks, queues and options.
+Embedded mode uses kombu's ``filesystem://`` broker under the data folder; production uses Redis (or any broker
+URL) with the same tasks, queues and options. No result backend is needed (``worker.tasks``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ def heavy_queue(settings: Settings) -> str:
     return GPU_QUEUE if settings.gpu_queue else CPU_QUEUE
 
 
-def result_backend(settings: Settings) -> str:
-    """Chords need a result backend: the configured one, Redis beside a Redis broker, else SQLite."""
-    if settings.result_backend:
-        return settings.result_backend
-    if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
-        return settings.resolved_broker_url
-    return f"db+sqlite:///{(settings.data_dir / 'celery-results.sqlite').resolve()}"
+def result_backend(settings: Settings) -> str | None:
+    """No result backend by default: tasks return nothing that anyone reads, and which embedding chunks are done is
+    stored in the database, so a result store's outage cannot lose a job. ``RESULT_BACKEND`` sets one (Flower)."""
+    return settings.result_backend or None
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -51,6 +48,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "store_processed": False,
             "polling_interval": 0.25,
         }
+    if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = "worker.redis_transport:Transport"  # survives a Redis restart
     heavy = heavy_queue(settings)
     app.conf.update(
         broker_transport_options=transport,
@@ -69,7 +68,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.job_soft_time_limit,
         task_time_limit=settings.job_hard_time_limit,
-        task_track_started=True,
+        task_ignore_result=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # a broker restart: reconnect for as long as it takes
         worker_hijack_root_logger=False,
         worker_enable_remote_control=not settings.embedded_broker,
         worker_send_task_events=not settings.embedded_broker,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +27,13 @@ from service.problems import problem
 from service.reporting import publish_reporting
 from service.repository import refresh_derived
 from service.settings import get_settings
-from worker.stages.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv
+from worker.stages.ingest import (ColumnMap, IngestError, IngestResult, from_records, read_csv,
+                                  require_distinct_texts)
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
               "themes": (0.90, 1.0)}  # fmt: skip
 _BATCH = 1000
+log = logging.getLogger(__name__)
 
 
 class JobGone(Exception):
@@ -91,10 +94,15 @@ def ingest(job_id: str) -> int:
         if job.n_chunks:  # ingested before (a redelivered task): resume with the stored documents
             return job.n_chunks
         job.status, job.stage, job.started_at = "running", "ingest", job.started_at or utcnow()
+        job.heartbeat_at = utcnow()
         project_id = job.project_id
         session.add(job)
     with session_scope() as session:
         ingested = read_source(session.get(Job, job_id))
+        earlier = session.scalar(select(func.count()).select_from(Document)
+                                 .where(Document.project_id == project_id, Document.job_id != job_id))  # fmt: skip
+    if not earlier:  # a new project: its SAE needs two different comments (the API checks this for most uploads)
+        require_distinct_texts(ingested)
     docs = ingested.documents
     generated = ingested.generated_ids  # row numbers get the job's prefix, so later uploads never collide
     docs = docs.assign(doc_id=[f"{job_id[:8]}-{d}" if g else d for d, g in zip(docs["doc_id"], generated)])
@@ -221,8 +229,9 @@ def score_missing_sentiment(docs: pd.DataFrame, anchors: np.ndarray | None = Non
     return docs
 
 
-def analyze(job_id: str) -> dict[str, Any]:
-    """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded``."""
+def analyze(job_id: str, owner: str | None = None) -> dict[str, Any]:
+    """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded`` (only while task
+    ``owner`` still holds the job, see :mod:`worker.liveness`; else :class:`JobGone` and nothing is stored)."""
     from worker.pipeline import (AnalysisOptions, anchor_scores, count_terms, embed_documents, find_groups,
                                  find_themes, metadata, smooth)
     from worker.stages import train
@@ -260,14 +269,17 @@ def analyze(job_id: str) -> dict[str, Any]:
         groups = find_groups(sae, themes, embedded, docs, options.themes, terms, options.levels, options.device)
         counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
         document = themes_document(themes, docs, metadata(sae, options, counts), groups)
-        store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts)
+        store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts, owner)
+    log.info("job %s succeeded: %d comments, %d themes", job_id, len(docs), len(document["themes"]))
     return document["metadata"]
 
 
 def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],
-                  themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any]) -> None:  # fmt: skip
+                  themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any],
+                  owner: str | None = None) -> None:  # fmt: skip
     """Store themes and memberships of the job, mark new themes, compute impact and trends, make this job the
-    project's current one, and publish the project's report tables (PostgreSQL)."""
+    project's current one, and publish the project's report tables (PostgreSQL). One transaction, which ends the job
+    ``succeeded`` only if it is still running (and held by ``owner`` when given): else nothing is stored."""
     with session_scope() as session:
         first_seen = dict(
             session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
@@ -295,10 +307,14 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
             session.execute(insert(DocumentTheme), links[start : start + 5000])
         refresh_derived(session, job_id, seed=get_settings().seed)  # impact, trends, emerging, the project's merges
         meta = {**document["metadata"], "counts": counts}
-        session.execute(
-            update(Job).where(Job.id == job_id)
-            .values(status="succeeded", stage="themes", progress=1.0, result=meta, counts=counts, finished_at=utcnow())
-        )  # fmt: skip
+        held = [Job.owner == owner] if owner is not None else []
+        ended = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == "running", *held)
+            .values(status="succeeded", stage="themes", progress=1.0, result=meta, counts=counts, finished_at=utcnow(),
+                    owner=None)
+        ).rowcount  # fmt: skip
+        if ended != 1:
+            raise JobGone(job_id)  # finished, or taken over by another task: roll back, store nothing
         session.execute(update(Project).where(Project.id == project_id).values(current_job_id=job_id, sae_path=sae_dir))
         publish_reporting(session, project_id)  # PostgreSQL: the report tables into `reporting`, in this transaction
 

@@ -24,6 +24,7 @@ def create_app() -> FastAPI:
     app.state.settings = settings
     app.state.celery = create_celery(settings)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.auth_failures = ratelimit.AuthFailures(settings.auth_failures_per_minute)  # 429 per client address
     install_error_handlers(app)
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)

@@ -6,6 +6,10 @@ off). With several API processes (``feedback-themes api --workers N``, or severa
 buckets, so a key may send up to N times the limit. It is checked before the key is looked up, so a flood of
 requests never reaches the database; keys are held only as SHA-256 digests, never as sent.
 
+Failed authentications are limited per client address (:class:`AuthFailures`, a bucket of
+``FEEDBACK_THEMES_AUTH_FAILURES_PER_MINUTE`` per address): guessing keys or report tokens from one address soon gets
+429 instead of 401, before any lookup.
+
 :func:`install` also completes the OpenAPI document: every operation's error answers (401, 404, 422, 429, ...) are
 documented as ``application/problem+json`` with the ``Problem`` schema, which is what the API sends.
 """
@@ -20,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.api.errors import problem_response
+from service.api.errors import ProblemError, problem_response
 from service.settings import Settings
 
 MAX_BUCKETS = 100_000  # keys remembered per process; idle (full) buckets are forgotten first
@@ -61,13 +65,21 @@ class TokenBuckets:
 
     def take(self, key: bytes) -> float:
         now = self.clock()
-        tokens, when = self.buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - when) * self.rate)
+        tokens = self._tokens(key, now)
         wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
         self.buckets[key] = (tokens - 1 if wait == 0 else tokens, now)
         if len(self.buckets) > self.max_keys:
             self._forget(now)
         return wait
+
+    def wait(self, key: bytes) -> float:
+        """How long until ``key`` has a token (0: it has one now); takes none."""
+        tokens = self._tokens(key, self.clock())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def _tokens(self, key: bytes, now: float) -> float:
+        tokens, when = self.buckets.get(key, (self.capacity, now))
+        return min(self.capacity, tokens + (now - when) * self.rate)
 
     def _forget(self, now: float) -> None:
         """Drop buckets that are full again; if every one is in use, the least recently used half."""
@@ -100,6 +112,31 @@ class RateLimit:
         await self.app(scope, receive, send)
 
 
+class AuthFailures:
+    """Failed authentications (a missing or invalid API key, an invalid report token) per client address: a token
+    bucket of ``per_minute`` each, in this process's memory (0: no limit). :meth:`check` runs before any key or token
+    lookup and answers 429 while the address has no failure left; only :meth:`failed` takes a token, so valid requests
+    are never counted. Used from the API's event loop thread only."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.buckets = TokenBuckets(per_minute, clock) if per_minute > 0 else None
+
+    def check(self, address: str) -> None:
+        """Raise 429 ``too-many-auth-failures`` (with ``Retry-After``) while ``address`` is over its limit."""
+        wait = 0.0 if self.buckets is None else self.buckets.wait(address.encode())
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            detail = (f"more than {self.per_minute} failed authentications from this address in a minute; "
+                      f"retry in {seconds} s")  # fmt: skip
+            raise ProblemError(429, detail, "too-many-auth-failures", headers={"Retry-After": str(seconds)})
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication of ``address``."""
+        if self.buckets is not None:
+            self.buckets.take(address.encode())
+
+
 # ---------------------------------------------------------------- OpenAPI: the documented error answers
 
 PROBLEM_SCHEMA = {
@@ -123,7 +160,8 @@ DESCRIPTIONS = {
     413: "The body is larger than the upload limit",
     415: "Unsupported media type",
     422: "Invalid input (the detail names the problem)",
-    429: "Over this API key's rate limit; retry after Retry-After seconds",
+    429: "Over this API key's rate limit, or too many failed authentications from this address; retry after "
+         "Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 
@@ -135,9 +173,21 @@ def document_problems(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         schema = build()
         add_problem_answers(schema)
+        add_request_schemas(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def add_request_schemas(schema: dict[str, Any]) -> None:
+    """The request bodies described by hand (the upload's JSON form, ``FeedbackBatch``) are models no route takes as
+    a parameter, so FastAPI leaves them out of ``components``: add them (idempotent)."""
+    from service.api.schemas import FeedbackBatch
+
+    found = schema.setdefault("components", {}).setdefault("schemas", {})
+    model = FeedbackBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    found.update(model.pop("$defs", {}))
+    found["FeedbackBatch"] = model
 
 
 def add_problem_answers(schema: dict[str, Any]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +18,7 @@ from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import GroupsPage, JobCreated, JobOut, ThemesPage
-from service.db.models import Job, utcnow
+from service.db.models import Job, JobChunk, utcnow
 from service.db.session import session_scope
 from service.problems import problem
 from service.repository import NewJob, create_job, groups_page, job_for_tenant, job_metadata, themes_page
@@ -25,6 +26,7 @@ from service.settings import Settings
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger(__name__)
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -56,8 +58,8 @@ UPLOAD_BODY = {
     response_model=JobCreated,
     openapi_extra=UPLOAD_BODY,
     summary="Upload feedback (multipart CSV or JSON items) and start a job",
-    responses={413: {"description": "Upload too large"}, 415: {"description": "Not a CSV"}, 422: {"description": "Bad input"},
-               503: {"description": "The task broker is unreachable"}},
+    responses={413: {"description": "Upload too large"}, 415: {"description": "Not a CSV"},
+               422: {"description": "Bad input"}},
 )
 async def post_job(
     request: Request,
@@ -65,7 +67,7 @@ async def post_job(
     tenant: TenantDep,
     settings: SettingsDep,
     celery: CeleryDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> JobCreated:
     upload = await uploads.receive(request, settings)
     new = NewJob(job_id=upload.job_id, tenant_id=tenant, project_id=upload.project, source=str(upload.path),
@@ -91,17 +93,12 @@ async def post_job(
 
 
 def enqueue(celery, job_id: str) -> None:  # type: ignore[no-untyped-def]
-    """Send the job's first task by name; if the broker is down the job ends failed and the caller gets 503."""
-    from service.problems import problem
-    from worker.jobs import fail_job  # light: no torch
-
+    """Send the job's first task by name. If the broker is unreachable the job stays ``queued``, stored: a worker's
+    watchdog queues it once the broker answers again (``worker.watchdog``), so the caller still gets its 202."""
     try:
         celery.send_task(RUN_JOB, args=[job_id], queue=CPU_QUEUE)
     except Exception as exc:  # noqa: BLE001 - any broker error
-        fail_job(job_id, problem(503, "The job could not be queued", "the task broker is unreachable", "broker-down"))
-        raise ProblemError(503, f"the task broker is unreachable; job {job_id} is kept as failed: retry it later with "
-                           f"POST /v1/jobs/{job_id}/retry", "broker-down",
-                           headers={"Location": f"/v1/jobs/{job_id}", "Retry-After": "10"}) from exc  # fmt: skip
+        log.warning("job %s stored but not queued (%s): the watchdog will queue it", job_id, type(exc).__name__)
 
 
 class ProgressWatch:
@@ -173,15 +170,16 @@ def job_status(settings: Settings, tenant: str, job_id: str) -> JobOut:
     status_code=202,
     response_model=JobCreated,
     summary="Run a failed job again: same id, back to queued, error cleared (409 unless failed)",
-    responses={503: {"description": "The task broker is unreachable"}},
 )
 def retry_job(job_id: str, response: Response, tenant: TenantDep, session: SessionDep, celery: CeleryDep) -> JobCreated:
     job = job_for_tenant(session, tenant, job_id)
     requeued = session.execute(
         update(Job).where(Job.id == job.id, Job.status == "failed")
         .values(status="queued", stage=None, progress=0.0, error=None, counts={}, n_chunks=0, result=None,
-                started_at=None, finished_at=None)
+                started_at=None, finished_at=None, heartbeat_at=utcnow(), owner=None, redrives=0,
+                analyze_sent_at=None)
     ).rowcount  # fmt: skip
+    session.execute(delete(JobChunk).where(JobChunk.job_id == job.id))
     session.commit()
     if not requeued:
         session.refresh(job)

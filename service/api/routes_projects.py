@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import SessionDep, TenantDep
@@ -35,7 +35,9 @@ from service.repository import (
 )
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
+MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
 Limit = Annotated[int, Query(ge=1, le=500)]
+ThemeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A theme's id")]
 Cursor = Annotated[str | None, Query(max_length=40)]
 IncludeHidden = Annotated[bool, Query(description="Include hidden themes (flagged `hidden: true`)")]
 EDITED_TABLES = ("themes", "document_themes", "theme_trends", "theme_impact")
@@ -53,7 +55,7 @@ class MergeIn(BaseModel):
     """Themes to show as part of this theme from now on (their own ids stay; other themes are untouched)."""
 
     model_config = ConfigDict(extra="forbid")
-    themes: list[int] = Field(min_length=1, max_length=500)
+    themes: list[Annotated[int, Field(ge=0, le=MAX_ID)]] = Field(min_length=1, max_length=500)
 
 
 class ThemeEditOut(BaseModel):
@@ -127,7 +129,7 @@ def get_project_groups(
 
 @router.get("/{project_id}/themes/{theme_id}", response_model=ThemeDetail, summary="A theme with its member comments")
 def get_theme(
-    project_id: str, theme_id: int, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
+    project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> ThemeDetail:
     job = current_job(session, tenant, project_id)
     theme = theme_detail(session, job, theme_id)
@@ -139,7 +141,7 @@ def get_theme(
 
 @router.patch("/{project_id}/themes/{theme_id}", summary="Rename or hide/show a theme (kept for the project)")
 def patch_theme(
-    project_id: str, theme_id: int, edit: Annotated[ThemeEditIn, Body()], tenant: TenantDep, session: SessionDep
+    project_id: str, theme_id: ThemeId, edit: Annotated[ThemeEditIn, Body()], tenant: TenantDep, session: SessionDep
 ) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = edit_theme(session, job, theme_id, edit.model_dump(exclude_unset=True))
@@ -150,7 +152,7 @@ def patch_theme(
 
 @router.post("/{project_id}/themes/{theme_id}/merge", summary="Merge other themes into this one")
 def post_merge(
-    project_id: str, theme_id: int, merge: Annotated[MergeIn, Body()], tenant: TenantDep, session: SessionDep
+    project_id: str, theme_id: ThemeId, merge: Annotated[MergeIn, Body()], tenant: TenantDep, session: SessionDep
 ) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = merge_themes(session, job, theme_id, sorted(set(merge.themes)))
@@ -160,7 +162,7 @@ def post_merge(
 
 
 @router.post("/{project_id}/themes/{theme_id}/unmerge", summary="Show a merged theme on its own again")
-def post_unmerge(project_id: str, theme_id: int, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+def post_unmerge(project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = unmerge_theme(session, job, theme_id)
     publish_reporting(session, project_id, EDITED_TABLES)

@@ -1,5 +1,7 @@
-"""Report tables for people and BI tools: CSV (UTF-8, ``?bom=1`` for Excel, formula cells neutralised) and Parquet,
-read with an API key or a per-project read-only report token (``?token=``) for tools that only take a URL.
+"""Report tables for people and BI tools: CSV (UTF-8, ``?bom=1`` for Excel, formula cells neutralised as in
+``service/csv_cells.py``) and Parquet, read with an API key or a per-project read-only report token (``?token=``) for
+tools that only take a URL. Report tokens expire, are listed and revoked one by one, and die with the API key that
+made them.
 
 Columns: ``service.reporting.REPORTS`` (schema version 1, sent as ``X-Report-Schema-Version``; docs/bi.md).
 """
@@ -9,39 +11,62 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import SessionDep, TenantDep, api_key_header
+from service.api.deps import (
+    ApiKeyIdDep,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+    api_key_header,
+    auth_failed,
+    check_auth_failures,
+    get_tenant,
+)
 from service.api.errors import ProblemError
-from service.db.models import Project
+from service.csv_cells import safe_cell
+from service.db.models import Project, utcnow
 from service.db.session import session_scope
-from service.keys import tenant_for_key
 from service.reporting import NEEDS_THEMES, SCHEMA_VERSION, columns, parquet_bytes, report_rows, text_cell
-from service.repository import create_report_token, project_for_report_token, project_for_tenant, revoke_report_tokens
+from service.repository import (
+    create_report_token,
+    list_report_tokens,
+    project_for_report_token,
+    project_for_tenant,
+    revoke_report_tokens,
+)
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
 ReportName = Literal["themes", "document_themes", "documents", "theme_trends", "theme_impact", "theme_groups"]
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TokenQuery = Annotated[str | None, Query(max_length=100, description="A report token (instead of X-API-Key)")]
 
 
-def report_project(project_id: str, session: SessionDep, key: Annotated[str | None, Security(api_key_header)] = None,
-                   token: TokenQuery = None) -> Project:  # fmt: skip
-    """The project whose report is asked for, with an API key of its tenant or a report token of the project."""
+async def report_project(request: Request, project_id: str, session: SessionDep, settings: SettingsDep,
+                         key: Annotated[str | None, Security(api_key_header)] = None,
+                         token: TokenQuery = None) -> Project:  # fmt: skip
+    """The project whose report is asked for, with an API key of its tenant or a report token of the project; a
+    failed authentication counts against the caller's address (``deps.auth_failed``)."""
     if key:
-        tenant = tenant_for_key(session, key)
-        if tenant is None:
-            raise ProblemError(401, "the API key is not valid", "invalid-api-key", headers={"WWW-Authenticate": "X-API-Key"})
-        return project_for_tenant(session, tenant, project_id)
-    if token:
-        return project_for_report_token(session, token, project_id)
-    raise ProblemError(401, "send an API key in the X-API-Key header, or a report token as ?token=", "missing-api-key",
-                       headers={"WWW-Authenticate": "X-API-Key"})  # fmt: skip
+        tenant = await get_tenant(request, key)
+        return await run_in_threadpool(project_for_tenant, session, tenant, project_id)
+    check_auth_failures(request)
+    if not token:
+        detail = "send an API key in the X-API-Key header, or a report token as ?token="
+        headers = {"WWW-Authenticate": "X-API-Key"}
+        raise auth_failed(request, ProblemError(401, detail, "missing-api-key", headers=headers))
+    try:
+        return await run_in_threadpool(project_for_report_token, session, token, project_id,
+                                       settings.report_token_max_days)  # fmt: skip
+    except ProblemError as exc:
+        if exc.status_code == 401:
+            auth_failed(request, exc)
+        raise
 
 
 ReportProject = Annotated[Project, Depends(report_project)]
@@ -84,22 +109,56 @@ async def get_report_parquet(name: ReportName, project: ReportProject) -> Respon
     return Response(data, media_type="application/vnd.apache.parquet", headers=_headers(name, "parquet"))
 
 
+class ReportTokenIn(BaseModel):
+    expires_in_days: int | None = Field(None, ge=1, description="Lifetime in days; default and most: the settings "
+                                        "`REPORT_TOKEN_DAYS` (90) and `REPORT_TOKEN_MAX_DAYS` (365)")  # fmt: skip
+
+
 class ReportTokenOut(BaseModel):
     token: str
+    prefix: str
     project_id: str
+    expires_at: datetime
     urls: dict[str, str]
+
+
+class ReportTokenInfo(BaseModel):
+    prefix: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+
+class ReportTokenList(BaseModel):
+    report_tokens: list[ReportTokenInfo]
 
 
 @router.post("/{project_id}/report-token", status_code=201, response_model=ReportTokenOut,
              summary="A read-only token for this project's reports (shown once)")  # fmt: skip
-def post_report_token(project_id: str, request: Request, tenant: TenantDep, session: SessionDep) -> ReportTokenOut:
+def post_report_token(project_id: str, request: Request, tenant: TenantDep, key_id: ApiKeyIdDep, session: SessionDep,
+                      settings: SettingsDep, body: Annotated[ReportTokenIn | None, Body()] = None,
+                      ) -> ReportTokenOut:  # fmt: skip
+    days = (body.expires_in_days if body else None) or settings.report_token_days
+    if days > settings.report_token_max_days:
+        raise ProblemError(422, f"expires_in_days: at most {settings.report_token_max_days}", "validation-error")
     project = project_for_tenant(session, tenant, project_id)
-    token = create_report_token(session, project)
+    expires_at = utcnow() + timedelta(days=days)
+    token, row = create_report_token(session, project, expires_at, api_key_id=key_id)
     session.commit()  # before the answer: the session dependency would commit only after it is sent
     base = str(request.base_url).rstrip("/")
     urls = {f"{name}.{ext}": f"{base}/v1/projects/{project.id}/reports/{name}.{ext}?token={token}"
             for name in ReportName.__args__ for ext in ("csv", "parquet")}  # fmt: skip
-    return ReportTokenOut(token=token, project_id=project.id, urls=urls)
+    return ReportTokenOut(token=token, prefix=row.prefix, project_id=project.id, expires_at=expires_at, urls=urls)
+
+
+@router.get("/{project_id}/report-tokens", response_model=ReportTokenList,
+            summary="This project's report tokens (prefixes only), oldest first")  # fmt: skip
+def get_report_tokens(project_id: str, tenant: TenantDep, session: SessionDep, settings: SettingsDep,
+                      ) -> ReportTokenList:  # fmt: skip
+    project = project_for_tenant(session, tenant, project_id)
+    tokens = list_report_tokens(session, project, settings.report_token_max_days)
+    return ReportTokenList(report_tokens=[ReportTokenInfo(**t) for t in tokens])
 
 
 @router.delete("/{project_id}/report-token", status_code=204, summary="Revoke every report token of this project")
@@ -109,12 +168,13 @@ def delete_report_tokens(project_id: str, tenant: TenantDep, session: SessionDep
     return Response(status_code=204)
 
 
-def safe_cell(value: Any) -> Any:
-    """Neutralise text cells that a spreadsheet would run as a formula (``= + - @``)."""
-    value = text_cell(value)
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+@router.delete("/{project_id}/report-tokens/{prefix}", status_code=204,
+               summary="Revoke one report token of this project, by its prefix")  # fmt: skip
+def delete_report_token(project_id: str, prefix: str, tenant: TenantDep, session: SessionDep) -> Response:
+    if not revoke_report_tokens(session, project_for_tenant(session, tenant, project_id), prefix=prefix):
+        raise ProblemError(404, f"no report token {prefix!r} in this project", "report-token-not-found")
+    session.commit()
+    return Response(status_code=204)
 
 
 def _rows(project_id: str, name: str) -> Iterator[tuple]:
@@ -130,7 +190,7 @@ def _csv_stream(header: list[str], rows: Iterable[Iterable[Any]], bom: bool) -> 
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for i, row in enumerate(rows):
-        writer.writerow([safe_cell(v) for v in row])
+        writer.writerow([safe_cell(text_cell(v)) for v in row])
         if i % 500 == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)

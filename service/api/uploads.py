@@ -18,11 +18,13 @@ from service.api.errors import ProblemError
 from service.api.schemas import FeedbackBatch
 from service.db.models import new_id
 from service.settings import Settings
-from worker.stages.ingest import ColumnMap, IngestError, IngestResult, check_upload, from_records
+from worker.stages.ingest import ColumnMap, IngestError, IngestResult, check_upload, count_distinct_texts, from_records
 
 COPY_CHUNK = 1024 * 1024
 FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "project")
 MIN_TEXTS = 2  # a new project's SAE needs at least two different comments to train on
+NAME_CHARS = 200  # projects.name
+_UNPRINTABLE = dict.fromkeys([*range(32), 127], " ")
 
 
 @dataclass
@@ -103,18 +105,32 @@ async def _receive_csv(request: Request, settings: Settings, job_id: str) -> Upl
     await run_in_threadpool(_copy, upload, path, digest)
     await upload.close()
     try:
-        enough_texts(await run_in_threadpool(check_upload, path, columns), fields["project"])
+        enough_texts(await run_in_threadpool(check_upload, path, columns, minimum=MIN_TEXTS), fields["project"])
     except (IngestError, ProblemError):
         path.unlink(missing_ok=True)
         raise
-    return Upload(job_id, path, "csv", columns.__dict__, digest.hexdigest(), fields["project"], upload.filename)
+    return Upload(job_id, path, "csv", columns.__dict__, digest.hexdigest(), fields["project"],
+                  project_name(upload.filename))  # fmt: skip
+
+
+def project_name(filename: str | None) -> str | None:
+    """A new project's name from the upload's file name: printable, at most NAME_CHARS characters (a long name keeps
+    its start and its extension, with "…" between)."""
+    if filename is None:
+        return None
+    name = filename.translate(_UNPRINTABLE).strip()
+    if len(name) <= NAME_CHARS:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    ext = f".{ext}" if dot and stem and len(ext) <= 10 else ""
+    return name[: NAME_CHARS - 1 - len(ext)].rstrip() + "…" + ext
 
 
 def enough_texts(result: IngestResult | None, project: str | None) -> None:
     """422 when a new project would get fewer than two different comments (nothing to find themes in)."""
     if result is None or project:
         return
-    distinct = result.counts["documents"] - result.counts["duplicate_texts"]
+    distinct = count_distinct_texts(result)
     if distinct < MIN_TEXTS:
         raise ProblemError(422, f"a new project needs at least {MIN_TEXTS} different comments to find themes in; "
                                 f"this upload has {distinct}", "too-few-comments")  # fmt: skip

@@ -65,7 +65,8 @@ class Project(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_idempotency"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_idempotency"),
+                      Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"))  # fmt: skip
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -84,6 +85,20 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Liveness (worker/watchdog.py): touched while a task works on the job; a queued or running job whose heartbeat
+    # stops is re-queued from its stored state by the watchdog.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)  # task id holding the ingest or analysis
+    redrives: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    analyze_sent_at: Mapped[datetime | None] = mapped_column(default=None)  # every chunk done, analysis queued
+
+
+class JobChunk(Base):
+    """An embedding chunk of a job that is done (its texts are in the embedding cache)."""
+
+    __tablename__ = "job_chunks"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class Document(Base):
@@ -180,3 +195,5 @@ class ReportToken(Base):
     prefix: Mapped[str] = mapped_column(String(12))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    api_key_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)  # the key that made it

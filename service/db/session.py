@@ -1,7 +1,13 @@
-"""Engine and sessions from the settings' database URL; schema upgrades through Alembic."""
+"""Engine and sessions from the settings' database URL; schema upgrades through Alembic.
+
+Engines are per process: a process forked from one that already used the database (Celery's prefork pool, uvicorn's
+workers) starts with no engine and opens connections of its own; the inherited pool is dropped without closing the
+parent's connections (``Engine.dispose(close=False)``, as SQLAlchemy advises for forks).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -15,9 +21,27 @@ from service.settings import get_settings
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-@lru_cache(maxsize=4)
+_ENGINES: dict[str, Engine] = {}
+
+
 def engine_for(url: str) -> Engine:
-    """One engine per URL and process; SQLite gets WAL, a busy timeout and foreign keys."""
+    """One engine per URL and process, made on first use."""
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = _create_engine(url)
+    return engine
+
+
+def _forget_engines_after_fork() -> None:
+    """In a forked child: drop the parent's engines (their pooled connections stay the parent's)."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+    _ENGINES.clear()
+    _factory.cache_clear()
+
+
+def _create_engine(url: str) -> Engine:
+    """SQLite gets WAL, a busy timeout and foreign keys; other databases a checked (pre-pinged) pool."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -38,12 +62,15 @@ def engine_for(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=40, max_overflow=10)
 
 
+os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
 def get_engine() -> Engine:
     return engine_for(get_settings().resolved_database_url)
 
 
 @lru_cache(maxsize=4)
-def _factory(url: str) -> sessionmaker[Session]:
+def _factory(url: str) -> sessionmaker[Session]:  # cleared after a fork, with the engines
     return sessionmaker(bind=engine_for(url), expire_on_commit=False)
 
 

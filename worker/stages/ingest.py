@@ -9,12 +9,13 @@ quoted multi-line fields; HTML entities. Empty texts are dropped and counted. Ba
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import html
 import io
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +25,13 @@ import pandas as pd
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 10_000  # longer texts are cut (and counted): sentiment scoring is quadratic in a text's length
+MAX_ID_CHARS = 200  # documents.doc_id
+STREAM_ROWS = 4096  # records per chunk of a streamed check
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_WHITESPACE = re.compile(r"[ \t\u00a0]+")
+_WHITESPACE = re.compile(r"[ \t\u00a0](?:[ \t\u00a0]+|(?<=[\t\u00a0]))")  # a lone space is no match: not copied
+_ONE_COLUMN_SEPS = "\x1f\x1e\x1d\x1c"  # separators for a file of one column: the first its text lacks
+_CSV_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [], "skipinitialspace": True,
+                "quoting": csv.QUOTE_MINIMAL, "engine": "c"}  # fmt: skip
 
 
 class IngestError(ValueError):
@@ -58,6 +64,7 @@ class IngestResult:
     encoding: str | None = None
     delimiter: str | None = None
     generated_ids: np.ndarray | None = None  # per document: True where the id is a row number, not from the input
+    partial: bool = False  # only counted (``counts["distinct_texts"]``) by a streamed check; no documents
 
 
 def detect_encoding(head: bytes) -> str:
@@ -100,6 +107,12 @@ def _first_record(sample: str) -> str:
     return sample
 
 
+def _one_column(sample: str) -> bool:
+    """Whether the header has no delimiter: then the file has one column, and a comma is part of the text."""
+    header = _first_record(sample)
+    return not any(_count_outside_quotes(header, d) for d in DELIMITERS)
+
+
 def _count_outside_quotes(line: str, delimiter: str) -> int:
     count, in_quotes = 0, False
     for ch in line:
@@ -122,31 +135,35 @@ def read_csv(source: str | os.PathLike[str] | bytes, columns: ColumnMap) -> Inge
         raise IngestError("the file is not readable text (binary content): upload a CSV file", "undecodable")
     text = text.replace("\x00", "")  # a stray NUL past the first bytes: no database stores it in text
     delimiter = detect_delimiter(text[:SNIFF_BYTES])
-    sep, header = delimiter, _first_record(text[:SNIFF_BYTES])
-    if not any(_count_outside_quotes(header, d) for d in DELIMITERS):  # one column: a comma is part of the text
-        sep = next((c for c in "\x1f\x1e\x1d\x1c" if c not in text), delimiter)
+    sep = delimiter
+    if _one_column(text[:SNIFF_BYTES]):
+        sep = next((c for c in _ONE_COLUMN_SEPS if c not in text), delimiter)
+    with _parse_errors():
+        frame = _with_header(pd.read_csv(io.StringIO(text), sep=sep, **_CSV_OPTIONS))
+    result = normalise(frame, columns)
+    result.encoding, result.delimiter = encoding, delimiter
+    return result
+
+
+@contextlib.contextmanager
+def _parse_errors() -> Iterator[None]:
+    """pandas' errors for a file without a header or with broken quoting, as :class:`IngestError`."""
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[],
-            skipinitialspace=True,
-            quoting=csv.QUOTE_MINIMAL,
-            engine="c",
-        )
+        yield
     except pd.errors.EmptyDataError:
         raise IngestError("the file has no header row", "empty-file") from None
     except (pd.errors.ParserError, csv.Error) as exc:
         raise IngestError(f"the CSV cannot be parsed: {_first_line(exc)}", "malformed-csv") from None
-    if not isinstance(frame.index, pd.RangeIndex):  # pandas took extra leading fields as an index: data would shift
+
+
+def _with_header(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with stripped column names; :class:`IngestError` where pandas took extra leading fields of the first
+    data row as an index (the data would shift)."""
+    if not isinstance(frame.index, pd.RangeIndex):
         raise IngestError("the CSV cannot be parsed: the first data row has more fields than the header (quote "
                           "fields that contain the delimiter)", "malformed-csv")  # fmt: skip
     frame.columns = [str(c).strip() for c in frame.columns]
-    result = normalise(frame, columns)
-    result.encoding, result.delimiter = encoding, delimiter
-    return result
+    return frame
 
 
 def _decode(raw: bytes, encoding: str) -> tuple[str, str]:
@@ -183,17 +200,11 @@ def from_records(records: Iterable[Mapping[str, object]], columns: ColumnMap | N
 
 def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
     """Map columns, clean texts, drop empties, parse ratings and dates, and count what happened."""
-    missing = [c for c in (columns.text, *columns.optional().values()) if c not in frame.columns]
-    if missing:
-        found = ", ".join(repr(c) for c in frame.columns) or "none"
-        raise IngestError(f"column {missing[0]!r} not found; columns found: {found}", "missing-column")
+    _require_columns(list(frame.columns), columns)
     rows_read = len(frame)
     if rows_read == 0:
         raise IngestError("the file has a header but no rows", "no-rows")
-    text = frame[columns.text].map(clean_text)
-    too_long = text.str.len() > MAX_TEXT_CHARS
-    if too_long.any():
-        text = text.where(~too_long, text.str.slice(0, MAX_TEXT_CHARS).str.rstrip())
+    text, too_long = _clean_texts(frame[columns.text])
     row_numbers = pd.Series([str(i + 1) for i in range(rows_read)], index=frame.index)
     doc_id = frame[columns.id].astype(str).str.strip() if columns.id else row_numbers
     generated = doc_id == ""
@@ -208,6 +219,10 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
     if not dup.empty:
         examples = ", ".join(repr(v) for v in dup.unique()[:3])
         raise IngestError(f"id column {columns.id!r} has duplicate values: {examples}", "duplicate-id")
+    too_long_ids = given[given.str.len() > MAX_ID_CHARS]
+    if not too_long_ids.empty:
+        raise IngestError(f"id column {columns.id!r} has values longer than {MAX_ID_CHARS} characters: "
+                          f"{too_long_ids.iloc[0][:40]!r}…", "id-too-long")  # fmt: skip
     docs["rating"], counts["invalid_ratings"] = _parse_ratings(frame[columns.rating][keep] if columns.rating else None)
     docs["date"], counts["invalid_dates"] = _parse_dates(frame[columns.date][keep] if columns.date else None)
     if docs.empty:
@@ -215,6 +230,22 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
     counts["documents"] = len(docs)
     counts["duplicate_texts"] = int(docs["text"].duplicated().sum())
     return IngestResult(documents=docs.reset_index(drop=True), counts=counts, generated_ids=generated[keep].to_numpy())
+
+
+def _require_columns(header: list[str], columns: ColumnMap) -> None:
+    missing = [c for c in (columns.text, *columns.optional().values()) if c not in header]
+    if missing:
+        found = ", ".join(repr(c) for c in header) or "none"
+        raise IngestError(f"column {missing[0]!r} not found; columns found: {found}", "missing-column")
+
+
+def _clean_texts(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The values cleaned (:func:`clean_text`) and cut to ``MAX_TEXT_CHARS``; and which of them were cut."""
+    text = values.map(clean_text)
+    too_long = text.str.len() > MAX_TEXT_CHARS
+    if too_long.any():
+        text = text.where(~too_long, text.str.slice(0, MAX_TEXT_CHARS).str.rstrip())
+    return text, too_long
 
 
 def clean_text(value: object) -> str:
@@ -244,26 +275,80 @@ def _parse_dates(values: pd.Series | None) -> tuple[pd.Series | object, int]:
 
 
 def check_upload(
-    path: str | os.PathLike[str], columns: ColumnMap, full_check_bytes: int = 4 * 1024 * 1024
-) -> IngestResult | None:
-    """Cheap validation of a stored upload before a job is queued; raises :class:`IngestError`.
+    path: str | os.PathLike[str], columns: ColumnMap, full_check_bytes: int = 4 * 1024 * 1024, minimum: int = 2
+) -> IngestResult:
+    """Validation of a stored upload before a job is queued; raises :class:`IngestError`.
 
-    Small files are read whole (every error is found now; their result is returned); larger ones by their first
-    bytes: readable text and a header with the named columns (None is returned). The worker reads the rest.
+    Small files are read whole (every error is found now; their result is returned). Larger ones are checked for
+    readable text and a header with the named columns, then read in chunks of ``STREAM_ROWS`` records (by pandas,
+    with ``read_csv``'s options) until ``minimum`` different texts are seen: the result is ``partial``, with only
+    ``counts["distinct_texts"]``. The worker reads the rest.
     """
-    size = os.path.getsize(path)
-    if size <= full_check_bytes:
+    if os.path.getsize(path) <= full_check_bytes:
         return read_csv(path, columns)
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
-    encoding = detect_encoding(head)
-    text, _ = _decode(head[: len(head) - 4] if encoding.startswith("utf-8") else head, encoding)
+    detected = detect_encoding(head)
+    if detected.startswith("utf-8"):  # valid UTF-8 but for a character that the sample's end may cut
+        text, encoding = head.decode(detected, errors="ignore"), "utf-8"
+    else:
+        text, encoding = _decode(head, detected)
     if len(_CONTROL.findall(text)) > 8:
         raise IngestError("the file is not readable text (binary content): upload a CSV file", "undecodable")
     delimiter = detect_delimiter(text)
-    records = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = [c.strip() for c in next(records, [])]
-    missing = [c for c in (columns.text, *columns.optional().values()) if c not in header]
-    if missing:
-        found = ", ".join(repr(c) for c in header) or "none"
-        raise IngestError(f"column {missing[0]!r} not found; columns found: {found}", "missing-column")
+    one_column = _one_column(text)
+    sep = _ONE_COLUMN_SEPS[0] if one_column else delimiter
+    stream = detected if detected == "utf-8-sig" else encoding
+    mapped = sep if one_column else ""
+    with _parse_errors(), _CleanText(path, stream, mapped) as fh:
+        first = _with_header(pd.read_csv(fh, sep=sep, nrows=1, **_CSV_OPTIONS))
+    _require_columns(list(first.columns), columns)
+    if first.empty:
+        raise IngestError("the file has a header but no rows", "no-rows")
+    usecols = [list(first.columns).index(columns.text)]
+    texts: set[str] = set()
+    with (
+        _parse_errors(),
+        _CleanText(path, stream, mapped) as fh,
+        pd.read_csv(fh, sep=sep, usecols=usecols, index_col=False, chunksize=STREAM_ROWS, **_CSV_OPTIONS) as reader,
+    ):
+        for chunk in reader:
+            cleaned, _ = _clean_texts(chunk.iloc[:, 0].drop_duplicates())
+            texts.update(cleaned[cleaned != ""])
+            if len(texts) >= minimum:
+                break
+    if not texts:
+        raise IngestError(f"no row has text in column {columns.text!r}", "no-rows")
+    empty = pd.DataFrame(columns=["doc_id", "text", "rating", "date"])
+    return IngestResult(empty, {"distinct_texts": len(texts)}, encoding=encoding, delimiter=delimiter, partial=True)
+
+
+class _CleanText(io.TextIOWrapper):
+    """A file's text as ``read_csv`` parses it: undecodable bytes replaced, NULs dropped, and each ``sep`` (the
+    separator of a one-column file, which ``read_csv`` picks from those its text lacks) made DEL: a plain character
+    that :func:`clean_text` makes a space, as it makes a ``sep`` that ``read_csv`` kept."""
+
+    def __init__(self, path: str | os.PathLike[str], encoding: str, sep: str = "") -> None:
+        super().__init__(open(path, "rb"), encoding=encoding, errors="replace", newline="")
+        self.sep = sep
+
+    def read(self, size: int | None = -1) -> str:
+        text = super().read(size)
+        while "\x00" in text:
+            text = text.replace("\x00", "") or super().read(size)  # not "" for NULs only: that would end the file
+        return text.replace(self.sep, "\x7f") if self.sep else text
+
+
+def count_distinct_texts(result: IngestResult) -> int:
+    """The different non-empty texts of a result (of a partial one: those seen before its check stopped)."""
+    if "distinct_texts" in result.counts:
+        return result.counts["distinct_texts"]
+    return result.counts["documents"] - result.counts["duplicate_texts"]
+
+
+def require_distinct_texts(result: IngestResult, minimum: int = 2) -> None:
+    """Raise :class:`IngestError` (``too-few-comments``) unless the result has ``minimum`` different texts."""
+    found = count_distinct_texts(result)
+    if found < minimum:
+        raise IngestError(f"at least {minimum} different comments are needed to find themes in; this upload has "
+                          f"{found}", "too-few-comments")  # fmt: skip

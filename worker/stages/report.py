@@ -2,6 +2,7 @@
 ``documents.csv``, ``theme_groups.csv``.
 
 The column sets here are the product's output schema (see README); the API's CSV reports use the same functions.
+Text cells that a spreadsheet would evaluate as a formula are neutralised as in the API's (``service/csv_cells.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from service.csv_cells import safe_cell
 from worker.stages.themes import Theme
 
 DIGITS = 4
@@ -134,8 +136,14 @@ def write_report(out_dir: str | Path, document: dict[str, Any], themes: list[The
     paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "documents.csv",
              out / "theme_groups.csv"]  # fmt: skip
     paths[0].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    themes_table(document["themes"]).to_csv(paths[1], index=False)
-    document_themes_table(themes, documents).to_csv(paths[2], index=False)
-    documents_table(documents).to_csv(paths[3], index=False)
-    groups_table(document.get("groups", [])).to_csv(paths[4], index=False)
+    tables = (themes_table(document["themes"]), document_themes_table(themes, documents), documents_table(documents),
+              groups_table(document.get("groups", [])))  # fmt: skip
+    for path, table in zip(paths[1:], tables):
+        spreadsheet_safe(table).to_csv(path, index=False)
     return paths
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its text cells neutralised for spreadsheets (``service.csv_cells.safe_cell``)."""
+    text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+    return table.assign(**{c: table[c].map(safe_cell) for c in text}) if text else table
