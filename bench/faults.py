@@ -45,7 +45,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -60,9 +59,10 @@ from pathlib import Path
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "service.cli"]
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import harness  # noqa: E402
+from bench.harness import CLI, POSTGRES_ADMIN, ROOT, free_port, reachable  # noqa: E402
 SHARED_REVIEWS = ROOT.parent / "shared" / "data" / "womens_clothing_reviews" / "reviews.csv"
 SAMPLE = ROOT / "service" / "sample" / "shop_feedback.csv"
 MID_JOB = ("embed", "train")
@@ -78,27 +78,8 @@ def say(text: str) -> None:
 # ---------------------------------------------------------------- processes (copied, trimmed, from the test harness)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def service_env(data_dir: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_THEMES_")}
-    env["FEEDBACK_THEMES_DATA_DIR"] = str(data_dir)
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update({f"FEEDBACK_THEMES_{k.upper()}": v for k, v in settings.items()})
-    return env
+    return {**harness.service_env(data_dir, **settings), "PYTHONUNBUFFERED": "1"}
 
 
 def create_key(env: dict[str, str], tenant: str, attempts: int = 5) -> str:
@@ -1115,8 +1096,8 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {machine()}",
         code_line,
         f"settings: {settings_line}",
-        f"stack: feedback-themes api + 2 x worker --queues cpu,gpu --concurrency 2, redis-server (no persistence), "
-        f"PostgreSQL; scenario 7: feedback-themes serve (SQLite, filesystem broker); EMBEDDING_BACKEND=torch",
+        "stack: feedback-themes api + 2 x worker --queues cpu,gpu --concurrency 2, redis-server (no persistence), "
+        "PostgreSQL; scenario 7: feedback-themes serve (SQLite, filesystem broker); EMBEDDING_BACKEND=torch",
         f"texts: {texts.source}{' (wrapped around: some texts repeat across jobs)' if texts.wrapped else ''}",
         "",
         table(results),

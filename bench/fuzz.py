@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from bench.harness import Database  # noqa: E402
+
 MODES = ("sqlite", "postgresql")
 SETTINGS = ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "DATA_DIR", "RATE_LIMIT_PER_MINUTE", "MAX_UPLOAD_BYTES",
             "AUTH_FAILURES_PER_MINUTE")  # fmt: skip
@@ -115,7 +115,7 @@ def service(mode: str) -> Iterator[tuple[Any, dict[str, str], dict[str, Any]]]:
     from service.settings import get_settings
 
     saved = {name: os.environ.get(f"FEEDBACK_THEMES_{name}") for name in SETTINGS}
-    database = Database() if mode == "postgresql" else None
+    database = Database("ft_fuzz_bench") if mode == "postgresql" else None
     with tempfile.TemporaryDirectory(prefix="ft-fuzz-") as tmp:
         try:
             for name in SETTINGS:
@@ -147,26 +147,6 @@ def restore(saved: dict[str, str | None]) -> None:
         os.environ.pop(f"FEEDBACK_THEMES_{name}", None)
         if value is not None:
             os.environ[f"FEEDBACK_THEMES_{name}"] = value
-
-
-class Database:
-    """A PostgreSQL database of its own on 127.0.0.1:5432, dropped on :meth:`drop`."""
-
-    def __init__(self) -> None:
-        import uuid
-
-        import psycopg
-
-        self.name = f"ft_fuzz_bench_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
-
-    def drop(self) -> None:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def finished_project(app: Any, headers: dict[str, str]) -> dict[str, Any]:

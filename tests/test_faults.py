@@ -346,3 +346,24 @@ def test_the_worker_refuses_a_new_project_with_one_distinct_comment(client, alic
     failed = client.get(f"/v1/jobs/{job['id']}", headers=alice).json()
     assert failed["status"] == "failed" and failed["error"]["type"] == "/problems/too-few-comments"
     assert failed["error"]["status"] == 422
+
+
+def test_the_redis_transport_treats_a_closed_channel_as_a_connection_error(tmp_path):
+    """After a Redis restart, kombu's channel of the lost connection has no client; using it (to restore or
+    acknowledge messages) must raise a connection error, which Celery logs and survives, not an AttributeError,
+    which stops the worker. The real-process test above restarts Redis under a running worker."""
+    from types import SimpleNamespace
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from service.settings import Settings
+    from worker.celery_app import create_celery
+    from worker.redis_transport import Channel, Transport
+
+    closed = SimpleNamespace(connection=SimpleNamespace(client=None))
+    with pytest.raises(RedisConnectionError):
+        Channel._connparams(closed)
+    assert RedisConnectionError in Transport.connection_errors
+    redis_app = create_celery(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0"))
+    assert redis_app.conf.broker_transport == "worker.redis_transport:Transport"
+    assert create_celery(Settings(data_dir=tmp_path)).conf.broker_transport is None  # the embedded broker keeps kombu's own
