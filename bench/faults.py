@@ -62,7 +62,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness  # noqa: E402
-from bench.harness import CLI, POSTGRES_ADMIN, ROOT, free_port, reachable  # noqa: E402
+from bench.harness import CLI, POSTGRES_ADMIN, ROOT, free_port, reachable, wait_healthy  # noqa: E402
 SHARED_REVIEWS = ROOT.parent / "shared" / "data" / "womens_clothing_reviews" / "reviews.csv"
 SAMPLE = ROOT / "service" / "sample" / "shop_feedback.csv"
 MID_JOB = ("embed", "train")
@@ -91,20 +91,6 @@ def create_key(env: dict[str, str], tenant: str, attempts: int = 5) -> str:
         say(f"keys create failed (attempt {attempt + 1}): {out.stderr.strip()[-500:]}")
         time.sleep(30)
     raise RuntimeError("could not create an API key")
-
-
-def wait_healthy(base: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{base}: the process exited with {proc.returncode} before it answered")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{base} did not become healthy in {timeout:.0f} s")
 
 
 def read_proc(pid: int, name: str) -> str | None:
@@ -475,7 +461,7 @@ class Stack:
     def start_api(self) -> None:
         self.n_apis += 1
         self.api_proc = self.procs.start(f"api-{self.n_apis}", ["api", "--port", str(self.port)], self.env)
-        wait_healthy(f"http://127.0.0.1:{self.port}", self.api_proc)
+        wait_healthy(f"http://127.0.0.1:{self.port}", 180, self.api_proc)
         self.api = Api(f"http://127.0.0.1:{self.port}", self.key)
 
     def start_worker(self, wait: bool = True) -> str:
@@ -806,7 +792,7 @@ def scenario_7(tmp: Path, procs: Processes, texts: Texts, args: argparse.Namespa
     log_files = [procs.log("serve")]
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, serve)
+        wait_healthy(base, 180, serve)
         api = Api(base, key)
         deadline = time.monotonic() + 300
         while serve_worker(serve) is None or " ready." not in procs.log("serve").read_text(errors="replace"):

@@ -46,16 +46,19 @@ def create_key(env: dict[str, str], tenant: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def wait_healthy(base: str, timeout: float = 120) -> None:
+def wait_healthy(base: str, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
+    """Until ``base``/healthz answers 200; fails early when ``proc`` (the server's process) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{base}: the process exited with {proc.returncode} before it answered")
         try:
             if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise TimeoutError(f"{base} did not become healthy")
+    raise TimeoutError(f"{base} did not become healthy in {timeout:.0f} s")
 
 
 def children(pid: int) -> list[int]:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 
 
-def _stale_before(timeout: float, now: datetime | None = None) -> datetime:
+def stale_before(timeout: float, now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(seconds=timeout)
 
 
@@ -42,7 +42,7 @@ def claim_analysis(job_id: str, owner: str, timeout: float) -> bool:
 
 
 def _claim(job_id: str, owner: str, timeout: float, *conditions) -> bool:  # type: ignore[no-untyped-def]
-    free = or_(Job.owner.is_(None), Job.owner == owner, Job.heartbeat_at < _stale_before(timeout))
+    free = or_(Job.owner.is_(None), Job.owner == owner, Job.heartbeat_at < stale_before(timeout))
     with session_scope() as session:
         claimed = session.execute(
             update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE), free, *conditions)

@@ -40,7 +40,7 @@ class Stalled:
 
 def stalled_jobs(timeout: float, now: datetime | None = None, limit: int = 100) -> list[Stalled]:
     """Queued or running jobs whose heartbeat is older than ``timeout`` seconds, oldest first."""
-    cutoff = liveness._stale_before(timeout, now)
+    cutoff = liveness.stale_before(timeout, now)
     query = (select(Job.id, Job.status, Job.n_chunks, Job.redrives, Job.heartbeat_at)
              .where(Job.status.in_(liveness.ACTIVE), or_(Job.heartbeat_at < cutoff, Job.heartbeat_at.is_(None)))
              .order_by(Job.heartbeat_at).limit(limit))  # fmt: skip
