@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness  # noqa: E402
 from bench.harness import CLI, POSTGRES_ADMIN, ROOT, free_port, reachable, wait_healthy  # noqa: E402
+
 SHARED_REVIEWS = ROOT.parent / "shared" / "data" / "womens_clothing_reviews" / "reviews.csv"
 SAMPLE = ROOT / "service" / "sample" / "shop_feedback.csv"
 MID_JOB = ("embed", "train")

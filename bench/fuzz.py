@@ -110,9 +110,9 @@ def quiet() -> None:
 @contextmanager
 def service(mode: str) -> Iterator[tuple[Any, dict[str, str], dict[str, Any]]]:
     """The app for the mode's settings (a temporary data folder; PostgreSQL: a database of its own), a key, real ids."""
-    from service.db.session import engine_for, session_scope, upgrade_database
     from service.keys import create_key
     from service.settings import get_settings
+    from service.storage.session import engine_for, session_scope, upgrade_database
 
     saved = {name: os.environ.get(f"FEEDBACK_THEMES_{name}") for name in SETTINGS}
     database = Database("ft_fuzz_bench") if mode == "postgresql" else None
@@ -154,8 +154,8 @@ def finished_project(app: Any, headers: dict[str, str]) -> dict[str, Any]:
     a theme group. Returns the ids fuzzed requests may use."""
     from starlette.testclient import TestClient
 
-    from service.db.models import Document, DocumentTheme, Job, Project, ThemeGroupRow
-    from service.db.session import session_scope
+    from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow
+    from service.storage.session import session_scope
 
     texts = ["late parcel", "soft wool", "refund took weeks", "lovely colour"]
     answer = TestClient(app).post("/v1/jobs", headers=headers, json={"items": [{"text": t} for t in texts]})
@@ -182,7 +182,7 @@ def finished_project(app: Any, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def theme_row(job_id: str, project_id: str, theme_id: int) -> Any:
-    from service.db.models import ThemeRow
+    from service.storage.models import ThemeRow
 
     record = {"id": theme_id, "label": f"theme {theme_id}", "keywords": ["late", "parcel"], "size": 2, "share": 0.5,
               "sentiment": {"mean": 0.1, "negative": 0, "neutral": 2, "positive": 0}, "rating": None, "examples": [],

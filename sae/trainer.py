@@ -398,6 +398,11 @@ class SparseAutoencoder:
             indices[start : start + len(x)] = i.cpu().numpy()
         return values, indices
 
+    def decoder_directions(self) -> np.ndarray:
+        """The decoder's columns as a (d, n_latents) float32 array: latent j's direction in embedding space."""
+        self._check_fitted()
+        return self.model_.W_dec.detach().float().cpu().numpy()
+
     def reconstruct(self, X: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """Reconstructions x̂, shape (n, d), float32."""
         X = self._check_input(X)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,8 +21,8 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
-def analyze(
+@app.command("analyze")
+def analyze_command(
     file: Annotated[Path, typer.Argument(help="CSV file of feedback.")],
     text_column: Annotated[str, typer.Option(help="Column with the comment text.")] = "text",
     rating_column: Annotated[Optional[str], typer.Option(help="Column with a numeric rating.")] = None,
@@ -39,7 +38,7 @@ def analyze(
 ) -> None:
     """Analyse a CSV in this process and write themes.json, themes.csv, document_themes.csv, documents.csv."""
     from service.settings import get_settings
-    from worker.stages.ingest import ColumnMap, IngestError, read_csv
+    from worker.pipeline.ingest import ColumnMap, IngestError, read_csv
 
     settings = get_settings()
     if not file.is_file():
@@ -55,19 +54,18 @@ def analyze(
         f"Read {ingested.counts['documents']} comments from {file} "
         f"({ingested.counts['empty_dropped']} empty dropped, {ingested.counts['duplicate_texts']} duplicate texts)."
     )
-    from worker.pipeline import STAGES, AnalysisOptions, analyze as run_analysis
-    from worker.stages.report import write_report
+    from worker.analysis_options import from_settings
+    from worker.pipeline.analyze import STAGES, analyze
+    from worker.pipeline.embed_cache import EmbeddingCache
+    from worker.pipeline.output import write_output_files
 
-    options = AnalysisOptions(
-        model=model or settings.embedding_model, device=device, seed=seed, n_latents=n_latents, k=k,
-        batch_size=settings.embedding_batch_size, cache_dir=settings.cache_dir,
-        smoothing=replace(settings.smoothing, seed=seed),
-        levels=settings.levels,
-    )  # fmt: skip
-    with _stage_bars(STAGES) as progress:
-        result = run_analysis(ingested, options, progress=progress)
-        paths = write_report(out, result.document, result.themes, result.documents)
-        progress("report", 1.0)
+    options = from_settings(settings, model=model, device=device, seed=seed, n_latents=n_latents, k=k)
+    with _stage_bars(("ingest", *STAGES, "files")) as progress:
+        progress("ingest", 1.0)
+        result = analyze(ingested.documents, options, progress=progress, cache=EmbeddingCache(settings.cache_dir),
+                         counts=ingested.counts)  # fmt: skip
+        paths = write_output_files(out, result.document, result.themes, result.documents)
+        progress("files", 1.0)
     print_themes(result.document, top)
     print_groups(result.document, top)
     console.print(f"Wrote {', '.join(str(p) for p in paths)}")
@@ -143,7 +141,7 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
-from service.reporting import reporting_app  # noqa: E402
+from service.storage.reporting import reporting_app  # noqa: E402
 
 app.add_typer(reporting_app, name="reporting")
 
@@ -155,8 +153,8 @@ app.add_typer(bench_app, name="bench")
 @keys_app.command("create")
 def keys_create(tenant: Annotated[str, typer.Option(help="Tenant (company) the key belongs to; created if new.")]) -> None:
     """Create an API key for a tenant and print it once (only its hash is stored)."""
-    from service.db.session import session_scope, upgrade_database
     from service.keys import create_key
+    from service.storage.session import session_scope, upgrade_database
 
     tenant = tenant.strip()
     if not tenant or len(tenant) > 200:
@@ -170,8 +168,8 @@ def keys_create(tenant: Annotated[str, typer.Option(help="Tenant (company) the k
 @keys_app.command("list")
 def keys_list() -> None:
     """List the keys: shown prefix, tenant, created, revoked (the keys themselves are never stored)."""
-    from service.db.session import session_scope, upgrade_database
     from service.keys import list_keys
+    from service.storage.session import session_scope, upgrade_database
 
     upgrade_database()
     with session_scope() as session:
@@ -185,8 +183,8 @@ def keys_revoke(
     prefix: Annotated[str, typer.Argument(help="The key, or its first characters as `keys list` shows them.")],
 ) -> None:
     """Revoke a key. Running API processes stop accepting it within FEEDBACK_THEMES_API_KEY_CACHE_SECONDS."""
-    from service.db.session import session_scope, upgrade_database
     from service.keys import PREFIX, revoke_key
+    from service.storage.session import session_scope, upgrade_database
 
     prefix = prefix.strip()[:10]
     if len(prefix) < len(PREFIX) + 4 or not prefix.startswith(PREFIX):
@@ -204,7 +202,7 @@ def keys_revoke(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations to the configured database."""
-    from service.db.session import upgrade_database
+    from service.storage.session import upgrade_database
 
     upgrade_database()
     console.print("database schema is up to date")
@@ -220,7 +218,7 @@ def api(
     """Run the REST API (production: point FEEDBACK_THEMES_BROKER_URL and _DATABASE_URL at Redis and PostgreSQL)."""
     import uvicorn
 
-    from service.db.session import upgrade_database
+    from service.storage.session import upgrade_database
 
     refuse_example_secrets()
     upgrade_database()
@@ -240,8 +238,8 @@ def worker(
     """Run a Celery worker on the given queues (and the watchdog that re-queues stalled jobs)."""
     import os
 
-    from service.db.session import upgrade_database
     from service.settings import get_settings
+    from service.storage.session import upgrade_database
     from worker.celery_app import CPU_QUEUE, GPU_QUEUE, create_celery
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
@@ -275,9 +273,9 @@ def serve(
 
     import uvicorn
 
-    from service.db.session import session_scope, upgrade_database
     from service.keys import create_key
     from service.settings import get_settings
+    from service.storage.session import session_scope, upgrade_database
 
     settings = get_settings()
     if not settings.embedded_broker:
@@ -287,7 +285,7 @@ def serve(
     with session_scope() as session:
         from sqlalchemy import func, select
 
-        from service.db.models import ApiKey
+        from service.storage.models import ApiKey
 
         if not session.scalar(select(func.count()).select_from(ApiKey)):
             first_key, _ = create_key(session, "local")

@@ -17,7 +17,7 @@ from cachetools import TTLCache
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiKey, Tenant, utcnow
+from service.storage.models import ApiKey, Tenant, utcnow
 
 PREFIX = "ft_"
 

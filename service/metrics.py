@@ -188,7 +188,7 @@ def readiness(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def jobs_by_status(settings: Settings) -> dict[str, int]:
     """Count jobs by status (every known status present, zero when none)."""
-    from service.db.models import Job
+    from service.storage.models import Job
 
     with probe_engine(settings.resolved_database_url).connect() as conn:
         rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()

@@ -8,11 +8,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from worker.pipeline.embed_models import DEFAULT_MODEL
 
 
 class Settings(BaseSettings):
-    """Service and pipeline settings. Every field maps to ``FEEDBACK_THEMES_<NAME>``."""
+    """Service and pipeline settings. Every field maps to ``FEEDBACK_THEMES_<NAME>``; the analysis options are made
+    from them by :func:`worker.analysis_options.from_settings`."""
 
     model_config = SettingsConfigDict(env_prefix="FEEDBACK_THEMES_", env_file=None, extra="ignore")
 
@@ -58,24 +59,12 @@ class Settings(BaseSettings):
                              "answering polls quickly while workers use every core.")
 
     smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
-                                     "SAE (worker/stages/smooth.py); 0: no smoothing.")
+                                     "SAE (worker/pipeline/smooth.py); 0: no smoothing.")
     smoothing_weight: float = Field(0.8, ge=0, le=1, description="Weight of the neighbours' mean in the SAE input.")
     theme_levels: bool = Field(True, description="Also train SAEs of half and twice the dictionary size for broader "
-                               "theme groups and sub-themes (worker/stages/levels.py; about 3x the SAE time).")
+                               "theme groups and sub-themes (worker/pipeline/levels.py; about 3x the SAE time).")
 
     seed: int = 0
-
-    @property
-    def smoothing(self):  # -> worker.stages.smooth.SmoothOptions (numpy only, imported here on use)
-        from worker.stages.smooth import SmoothOptions
-
-        return SmoothOptions(n_neighbors=self.smoothing_neighbors, weight=self.smoothing_weight, seed=self.seed)
-
-    @property
-    def levels(self):  # -> worker.stages.levels.LevelOptions | None (numpy only, imported here on use)
-        from worker.stages.levels import LevelOptions
-
-        return LevelOptions(seed=self.seed) if self.theme_levels else None
 
     @property
     def sqlite_path(self) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.db.models import Document, Job, Project
-from service.db.session import session_scope
 from service.keys import create_key
+from service.storage.models import Document, Job, Project
+from service.storage.session import session_scope
 
 PROBLEM = "application/problem+json"
 

@@ -28,8 +28,8 @@ def sample_frame() -> pd.DataFrame:
 @pytest.fixture
 def service_env(tmp_path, monkeypatch):
     """Embedded settings (SQLite, filesystem broker) under a temporary data folder, migrated."""
-    from service.db.session import upgrade_database
     from service.settings import get_settings
+    from service.storage.session import upgrade_database
 
     monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))
     for name in ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "MAX_UPLOAD_BYTES", "GPU_QUEUE"):

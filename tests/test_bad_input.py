@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from service.csv_cells import is_formula
-from service.db.models import Document, ThemeRow
-from service.db.session import session_scope
+from service.storage.models import Document, ThemeRow
+from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key, stored_counts
-from worker.stages.ingest import MAX_TEXT_CHARS, ColumnMap, read_csv
+from worker.pipeline.csv_cells import is_formula
+from worker.pipeline.ingest import MAX_TEXT_CHARS, ColumnMap, read_csv
 
 QUICK = 10.0  # seconds: an upload that takes longer than this counts as a hang
 
@@ -79,8 +79,8 @@ REFUSED = [
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One service for the refused uploads (nothing they send is ever stored, so they cannot disturb each other)."""
-    from service.db.session import upgrade_database
     from service.settings import get_settings
+    from service.storage.session import upgrade_database
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path_factory.mktemp("refused") / "data"))
@@ -190,7 +190,7 @@ def stored_upload(settings, job: dict) -> Path:
 
 def run_ingest(client, headers, job: dict) -> dict:
     """Run the worker's ingest stage on the job (as the worker would) and return the job as the API shows it."""
-    from worker.jobs import ingest
+    from worker.runner import ingest
 
     ingest(job["id"])
     state = client.get(f"/v1/jobs/{job['id']}", headers=headers).json()
@@ -308,7 +308,7 @@ def test_formula_cells_are_stored_as_text_and_exported_neutralised(client, alice
 
     # themes.csv: a theme whose label a spreadsheet would run is neutralised too
     with session_scope() as session:
-        from service.db.models import Job, Project
+        from service.storage.models import Job, Project
 
         session.get(Job, job["id"]).status = "succeeded"
         session.get(Project, job["project_id"]).current_job_id = job["id"]
@@ -364,7 +364,7 @@ def test_stray_nul_bytes_past_the_first_bytes_are_dropped(client, alice, service
     items = [{"text": "a\x00b", "id": "i\x00d"}, {"text": "c"}]
     response = client.post("/v1/jobs", headers=alice, json={"items": items})
     assert response.status_code == 202, response.text
-    from worker.stages.ingest import from_records
+    from worker.pipeline.ingest import from_records
 
     records = from_records(items).documents
     assert records["doc_id"].tolist()[0] == "id" and records["text"].tolist()[0] == "ab"
@@ -387,8 +387,8 @@ THEME = {"label": "late parcels", "keywords": ["late"], "size": 2, "share": 0.5,
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_database(request, tmp_path, monkeypatch):
     """An in-process client and a key, on SQLite and on a fresh PostgreSQL database (when one is reachable)."""
-    from service.db.session import upgrade_database
     from service.settings import get_settings
+    from service.storage.session import upgrade_database
     from tests.service_harness import reachable
 
     url = None
@@ -419,7 +419,7 @@ def create_postgres_database(request) -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
-        from service.db.session import engine_for
+        from service.storage.session import engine_for
 
         engine_for(url).dispose()
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -431,7 +431,7 @@ def create_postgres_database(request) -> str:
 
 def finished_project(client, headers) -> dict:
     """A project whose job is marked succeeded with two stored themes (ids 1 and 2), as the worker leaves it."""
-    from service.db.models import Job, Project
+    from service.storage.models import Job, Project
 
     job = client.post("/v1/jobs", headers=headers, json={"items": [{"text": "late parcel"}, {"text": "soft wool"}]})
     assert job.status_code == 202, job.text
@@ -541,7 +541,7 @@ def test_the_streamed_check_holds_a_giant_field_once(tmp_path):
     """A 24 MB single field: pandas holds it whole, once; the check's peak stays a small multiple of its size."""
     import tracemalloc
 
-    from worker.stages.ingest import check_upload
+    from worker.pipeline.ingest import check_upload
 
     size = 24 * 1024 * 1024
     path = tmp_path / "giant.csv"
@@ -560,7 +560,7 @@ def test_the_streamed_check_holds_a_chunk_of_records_at_once(tmp_path):
     """24 MB of one comment: read in chunks of records, a few MB at most are held at once."""
     import tracemalloc
 
-    from worker.stages.ingest import check_upload
+    from worker.pipeline.ingest import check_upload
 
     path = tmp_path / "same.csv"
     path.write_bytes(b"text,rating\n" + b"the parcel came late,1\n" * (24 * 1024 * 1024 // 23))
@@ -576,7 +576,7 @@ def test_the_streamed_check_holds_a_chunk_of_records_at_once(tmp_path):
 
 def test_a_large_file_whose_first_row_is_wider_than_the_header(tmp_path):
     """Streamed, as read whole: extra leading fields would shift the data (pandas would take them as an index)."""
-    from worker.stages.ingest import IngestError, check_upload
+    from worker.pipeline.ingest import IngestError, check_upload
 
     path = tmp_path / "wide.csv"
     path.write_bytes(b"text,rating\nsoft, warm,5\n" + b"fine,4\n" * (BIG // 7 + 10))
@@ -600,7 +600,7 @@ STREAMED = [
 @pytest.mark.parametrize(("raw", "column", "distinct"), STREAMED)
 def test_the_streamed_check_detects_like_read_csv(tmp_path, raw, column, distinct):
     """Encodings, delimiters, one column, entities, quoted line ends: streamed, the same different texts."""
-    from worker.stages.ingest import check_upload, count_distinct_texts
+    from worker.pipeline.ingest import check_upload, count_distinct_texts
 
     path = tmp_path / "upload.csv"
     path.write_bytes(raw)
@@ -626,7 +626,7 @@ def random_csv(rng: random.Random) -> tuple[str, int]:
 
 def test_the_streamed_check_finds_the_texts_read_csv_finds(tmp_path, monkeypatch):
     """check_upload (in chunks of two records) against read_csv (whole) on random CSVs: the same different texts."""
-    from worker.stages import ingest
+    from worker.pipeline import ingest
 
     monkeypatch.setattr(ingest, "STREAM_ROWS", 2)
     rng = random.Random(3)
@@ -647,7 +647,7 @@ def test_the_streamed_check_finds_the_texts_read_csv_finds(tmp_path, monkeypatch
 
 def test_require_distinct_texts():
     """The worker's check of an ingested upload: too few different comments is an IngestError it can report."""
-    from worker.stages.ingest import IngestError, count_distinct_texts, require_distinct_texts
+    from worker.pipeline.ingest import IngestError, count_distinct_texts, require_distinct_texts
 
     same = read_csv(b"text\nsame\n same \nsame\n", ColumnMap())
     assert count_distinct_texts(same) == 1

@@ -122,7 +122,7 @@ def test_harness_research_options(tmp_path, monkeypatch):
 
 
 def test_parent_themes_group_close_features():
-    from worker.stages.themes import Theme, ThemeOptions, parent_themes
+    from worker.pipeline.themes import Theme, ThemeOptions, parent_themes
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=16), rng.normal(size=16)
@@ -136,7 +136,7 @@ def test_parent_themes_group_close_features():
 
 
 def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():
-    from worker.stages.sentiment import calibrate_on_ratings, rating_classes
+    from worker.pipeline.sentiment import calibrate_on_ratings, rating_classes
 
     assert rating_classes(np.array([1, 2, 3, 4, 5, np.nan])).tolist() == [
         "negative", "negative", "neutral", "positive", "positive", None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.csv_cells import is_formula, safe_cell
+from worker.pipeline.csv_cells import is_formula, safe_cell
 
 PAYLOADS = [
     "=cmd|' /C calc'!A0",

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bench.harness import RedisServer
-from service.db.session import session_scope
+from service.storage.session import session_scope
 from tests import service_harness as harness
 from tests.api_helpers import assert_problem, make_client, new_key
 from tests.service_harness import (
@@ -30,7 +30,7 @@ from tests.service_harness import (
     reachable,
     wait_healthy,
 )
-from worker.jobs import fail_job, unexpected_problem
+from worker.runner import fail_job, unexpected_problem
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 VISIBILITY = 15  # broker visibility timeout in the real-process test: above any of its tasks, small enough to wait
@@ -103,8 +103,8 @@ class Clock:
 def test_stale_job_guard(service_env, monkeypatch, alice):
     """A queued or running job that shows no progress for longer than the window is marked failed when polled."""
     import service.api.routes_jobs as routes_jobs
-    from service.db.models import Job
     from service.settings import get_settings
+    from service.storage.models import Job
 
     monkeypatch.setenv("FEEDBACK_THEMES_JOB_STALE_AFTER", "60")
     get_settings.cache_clear()
@@ -236,7 +236,7 @@ def check_counted_once(url: str, api: httpx.Client, job: dict, rows: int) -> Non
 
 
 def stored_results(logs: str) -> dict[str, int]:
-    """How many times each job's results were stored (``worker.jobs.analyze`` logs it once per stored result)."""
+    """How many times each job's results were stored (``worker.runner.analyze`` logs it once per stored result)."""
     counts: dict[str, int] = {}
     for job_id in re.findall(r"job ([0-9a-f]{32}) succeeded: ", logs):
         counts[job_id] = counts.get(job_id, 0) + 1
@@ -334,7 +334,7 @@ def test_the_worker_refuses_a_new_project_with_one_distinct_comment(client, alic
     import json
 
     from worker import jobs
-    from worker.stages.ingest import IngestError
+    from worker.pipeline.ingest import IngestError
 
     job = client.post("/v1/jobs", headers=alice, json={"items": [{"text": "a"}, {"text": "b"}]}).json()
     source = service_env.uploads_dir / f"{job['id']}.json"

@@ -49,7 +49,7 @@ def database(request):
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield "postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from service.db.session import engine_for
+    from service.storage.session import engine_for
 
     engine_for(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}").dispose()
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -58,9 +58,9 @@ def database(request):
 
 @pytest.fixture
 def fuzzed_app(tmp_path, monkeypatch, database):
-    from service.db.session import session_scope, upgrade_database
     from service.keys import create_key
     from service.settings import get_settings
+    from service.storage.session import session_scope, upgrade_database
 
     kind, url = database
     monkeypatch.setenv("FEEDBACK_THEMES_DATA_DIR", str(tmp_path / "data"))

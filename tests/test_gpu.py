@@ -22,15 +22,15 @@ def check_embedding(device: str) -> dict:
     """Embeddings on ``device`` (fp16 on CUDA) against fp32 on the CPU: same shape, unit rows, cosine ≥ 0.999."""
     import torch
 
-    from worker.stages import embed
+    from worker.pipeline import embed, embed_models
 
-    backend = embed.resolve_backend(MODEL, device, "auto" if device != "cpu" else "torch")
+    backend = embed_models.resolve_backend(MODEL, device, "auto" if device != "cpu" else "torch")
     assert backend.name == "torch"  # auto on an accelerator: torch (fp16 on CUDA)
     if device.startswith("cuda"):
         assert backend.tag == "torch-fp16"
-        assert next(embed.load_model(MODEL, device).parameters()).dtype == torch.float16
+        assert next(embed_models.load_model(MODEL, device).parameters()).dtype == torch.float16
     vectors = embed.encode(TEXTS, MODEL, device, backend=backend)
-    reference = embed.encode(TEXTS, MODEL, "cpu", backend=embed.resolve_backend(MODEL, "cpu", "torch"))
+    reference = embed.encode(TEXTS, MODEL, "cpu", backend=embed_models.resolve_backend(MODEL, "cpu", "torch"))
     assert vectors.dtype == np.float32 and vectors.shape == reference.shape
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     cosine = (vectors * reference).sum(1)

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 
-from worker.stages.impact import ImpactOptions, ridge_fit, theme_impact
+from worker.pipeline.impact import ImpactOptions, ridge_fit, theme_impact
 
 
 def synthetic(n: int = 1500, seed: int = 1) -> tuple[sp.csr_matrix, np.ndarray]:

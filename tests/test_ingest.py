@@ -7,7 +7,7 @@ import codecs
 import numpy as np
 import pytest
 
-from worker.stages.ingest import (
+from worker.pipeline.ingest import (
     ColumnMap,
     IngestError,
     detect_delimiter,

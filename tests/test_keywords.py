@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from worker.keywords import class_tfidf, make_label, term_counts, top_keywords
+from worker.pipeline.keywords import class_tfidf, make_label, term_counts, top_keywords
 
 TEXTS = [
     "the delivery was late and the parcel was lost",

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.stages.levels import (LevelOptions, broader_groups, level_groups, level_size, sub_themes,
-                                  train_level)  # fmt: skip
-from worker.stages.themes import Theme
+from worker.pipeline.levels import (
+    LevelOptions,
+    broader_groups,
+    level_groups,
+    level_size,
+    sub_themes,
+    train_level,  # fmt: skip
+)
+from worker.pipeline.themes import Theme
 
 
 def _theme(theme_id: int, rows) -> Theme:
@@ -64,8 +70,8 @@ def test_train_level_uses_a_seeded_sample_of_at_most_max_rows():
 def test_level_groups_on_clusters_within_clusters():
     """Four broad subjects of two tight sub-subjects each: the double-size SAE finds sub-themes under the themes,
     every group names themes that exist, and documents map through ``inverse`` (duplicate texts share a row)."""
-    from worker.stages import train
-    from worker.stages.themes import build_themes
+    from worker.pipeline import train
+    from worker.pipeline.themes import build_themes
 
     rng = np.random.default_rng(0)
     broad = rng.normal(size=(4, 24))

@@ -92,8 +92,8 @@ def test_readyz_503_when_the_schema_is_missing(service_env, monkeypatch, tmp_pat
 
 
 def test_metrics_request_histogram_jobs_and_queue_depth(service_env, monkeypatch, sample_csv):
-    from service.db.session import session_scope
     from service.keys import create_key
+    from service.storage.session import session_scope
 
     client = client_with(monkeypatch)
     with session_scope() as session:

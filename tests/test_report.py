@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 
-from worker.stages.report import (
+from worker.pipeline.output import (
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
     THEMES_COLUMNS,
     themes_document,
-    write_report,
+    write_output_files,
 )
-from worker.stages.themes import Theme
+from worker.pipeline.themes import Theme
 
 
 def _fixture():
@@ -45,7 +45,7 @@ def test_themes_document_schema():
 def test_write_report_files(tmp_path):
     docs, themes = _fixture()
     doc = themes_document(themes, docs, {"model": "m", "sae": {}, "seed": 0, "created_at": "x"})
-    paths = write_report(tmp_path, doc, themes, docs)
+    paths = write_output_files(tmp_path, doc, themes, docs)
     names = ["themes.json", "themes.csv", "document_themes.csv", "documents.csv", "theme_groups.csv"]
     assert [p.name for p in paths] == names
     assert json.loads(paths[0].read_text()) == doc
@@ -73,7 +73,7 @@ def test_groups_in_the_document_and_their_csv(tmp_path):
     assert record["id"] == 1 and record["level"] == 2 and record["themes"] == [7, 11] and record["size"] == 3
     assert record["kind"] == "union"
     assert record["share"] == 1.0 and record["examples"][0]["text"] == "=SUM(A1)" and record["rating"]["mean"] == 3.0
-    paths = write_report(tmp_path, doc, themes, docs)
+    paths = write_output_files(tmp_path, doc, themes, docs)
     table = pd.read_csv(paths[4])
     assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
     assert table.loc[0, ["group_id", "level", "size", "theme_ids", "kind"]].tolist() == [1, 2, 3, "7; 11", "union"]
@@ -87,7 +87,7 @@ ORDINARY = ["@jetblue thanks for the upgrade", "- fast delivery", "-0.5", "late 
 
 
 def test_write_report_neutralises_formula_cells(tmp_path):
-    """The CLI's CSVs follow the API's rule (service/csv_cells.py): formulas get a leading ', ordinary text stays."""
+    """The CLI's CSVs follow the API's rule (worker/pipeline/csv_cells.py): formulas get a leading ', ordinary text stays."""
     texts = FORMULAS + ORDINARY
     docs = pd.DataFrame({"doc_id": ["=1+1", *(f"d{i}" for i in range(1, len(texts)))], "text": texts,
                          "sentiment_score": [-0.5] * len(texts), "sentiment_label": ["negative"] * len(texts),
@@ -97,7 +97,7 @@ def test_write_report_neutralises_formula_cells(tmp_path):
                   label="-2+3+cmd|' /C calc'!A0", keywords=["@jetblue", "upgrade"],
                   sentiment={"mean": -0.5, "negative": 1.0, "neutral": 0.0, "positive": 0.0},
                   rating={"mean": 1.0, "count": 1}, examples=[0, 5])  # fmt: skip
-    paths = write_report(tmp_path, themes_document([theme], docs, {}), [theme], docs)
+    paths = write_output_files(tmp_path, themes_document([theme], docs, {}), [theme], docs)
 
     documents = pd.read_csv(paths[3], dtype=str, keep_default_na=False)
     assert documents["text"].tolist() == ["'" + t for t in FORMULAS] + ORDINARY

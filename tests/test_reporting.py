@@ -10,10 +10,10 @@ import uuid
 import psycopg
 import pytest
 
-from service.reporting import REPORTS
+from service.storage.reporting import REPORTS
 from tests.service_harness import reachable
 from tests.test_service_e2e import POSTGRES_ADMIN
-from worker.stages.report import (
+from worker.pipeline.output import (
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
     THEMES_COLUMNS,
@@ -39,8 +39,8 @@ def postgres(tmp_path, monkeypatch):
     """A fresh database, the service's settings pointing at it; dropped afterwards with the roles the test made."""
     if not reachable(5432):
         pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")
-    from service.db.session import upgrade_database
     from service.settings import get_settings
+    from service.storage.session import upgrade_database
 
     name = f"ft_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -53,7 +53,7 @@ def postgres(tmp_path, monkeypatch):
     roles: list[str] = []
     yield {"url": url, "name": name, "roles": roles}
     get_settings.cache_clear()
-    from service.db.session import engine_for
+    from service.storage.session import engine_for
 
     engine_for(url).dispose()
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -142,7 +142,7 @@ def test_upgrade_to_theme_groups_grants_roles_made_before_it():
     from alembic import command
     from alembic.config import Config
 
-    from service.db.session import MIGRATIONS
+    from service.storage.session import MIGRATIONS
 
     name, role = f"ft_{uuid.uuid4().hex[:12]}", f"bi_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from service.db.models import ReportToken, utcnow
-from service.db.session import session_scope
 from service.keys import revoke_key
+from service.storage.models import ReportToken, utcnow
+from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from worker.stages.sentiment import aggregate, label_scores, score_texts
+from worker.pipeline.sentiment import aggregate, label_scores, score_texts
 
 
 def test_scores_follow_mood(sample_frame):
@@ -45,7 +45,7 @@ def test_handles_and_links_do_not_score():
 
 
 def test_anchor_scores_and_blend():
-    from worker.stages.sentiment import ANCHORS, POSITIVE_ANCHORS, anchor_scores, blend
+    from worker.pipeline.sentiment import ANCHORS, POSITIVE_ANCHORS, anchor_scores, blend
 
     n = len(POSITIVE_ANCHORS)
     anchors = np.zeros((len(ANCHORS), 3), dtype=np.float32)

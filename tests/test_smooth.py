@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.stages.smooth import (
+from worker.pipeline.smooth import (
     MIN_REFERENCE,
     SmoothOptions,
     nearest_neighbors,

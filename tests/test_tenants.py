@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
-from service.db.models import ApiKey, Document, DocumentTheme, Job, Project, ThemeRow
-from service.db.session import session_scope
 from service.keys import hash_key, tenant_for_key
+from service.storage.models import ApiKey, Document, DocumentTheme, Job, Project, ThemeRow
+from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 
 UNIQUE = f"zebra-{uuid.uuid4().hex[:12]} marmalade"  # a comment text that appears nowhere else
@@ -101,7 +101,7 @@ def test_revoked_key_is_refused(service_env, monkeypatch, cache_seconds):
 
 def alice_project(client, headers) -> dict[str, Any]:
     """A project of alice's with a finished job: documents, two themes with members, a theme edit, a report token."""
-    from worker.jobs import ingest
+    from worker.runner import ingest
 
     data = f"id,text,rating\nd1,{UNIQUE},5\nd2,the parcel was late,1\nd3,soft warm fabric,4\n".encode()
     created = client.post("/v1/jobs", headers=headers, files={"file": ("f.csv", data, "text/csv")},

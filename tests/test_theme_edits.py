@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.db.session import session_scope
-from service.repository import NewJob, create_job
+from service.storage.repository import NewJob, create_job
+from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
-from worker.jobs import (
+from worker.pipeline.output import themes_document
+from worker.pipeline.sentiment import aggregate
+from worker.pipeline.themes import Theme
+from worker.runner import (
     project_documents,
     score_missing_sentiment,
     store_documents,
     store_results,
 )
-from worker.stages.report import themes_document
-from worker.stages.sentiment import aggregate
-from worker.stages.themes import Theme
 
 XSS = '<img src=x onerror="window.__xss=1">'
 FORMULA = '=HYPERLINK("http://evil.example","click")'
@@ -94,7 +94,7 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
 def tenant_id(name: str) -> str:
     from sqlalchemy import select
 
-    from service.db.models import Tenant
+    from service.storage.models import Tenant
 
     with session_scope() as session:
         return session.scalar(select(Tenant.id).where(Tenant.name == name))
@@ -250,7 +250,7 @@ def test_tenants_and_report_tokens(project):
 def test_report_formats(project):
     import pyarrow.parquet as pq
 
-    from service.reporting import REPORTS
+    from service.storage.reporting import REPORTS
 
     client, headers, project_id = project
     for name, spec in REPORTS.items():

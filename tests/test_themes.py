@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from worker.stages.themes import (
+from worker.pipeline.themes import (
     DocumentVectors,
     ThemeOptions,
-    activation_matrix,
     build_themes,
     cohesion,
     describe_themes,
     feature_memberships,
 )
+from worker.pipeline.train import activation_matrix
 
 OPTIONS = ThemeOptions(min_size=2)
 
@@ -89,7 +89,7 @@ def test_examples_skip_near_duplicates():
 
 
 def test_group_themes_numbers_and_describes_groups_of_close_themes():
-    from worker.stages.themes import Theme, group_themes
+    from worker.pipeline.themes import Theme, group_themes
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=16), rng.normal(size=16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from worker.stages.trends import choose_period, theme_trends
+from worker.pipeline.trends import choose_period, theme_trends
 
 
 def days(start: str, n: int, per_day: int) -> list[pd.Timestamp]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from service.db.models import Job, JobChunk, Project, Tenant, utcnow
-from service.db.session import engine_for, get_engine, session_scope
+from service.storage.models import Job, JobChunk, Project, Tenant, utcnow
+from service.storage.session import engine_for, get_engine, session_scope
 from worker import liveness, watchdog
 from worker.celery_app import ANALYZE, EMBED_CHUNK, RUN_JOB
 
@@ -160,7 +160,7 @@ def test_a_job_lost_too_often_ends_failed(settings, monkeypatch):
 
 
 def test_results_are_stored_only_by_the_task_that_holds_the_job(settings):
-    from worker.jobs import JobGone, store_results
+    from worker.runner import JobGone, store_results
 
     job = make_job("running", n_chunks=1, owner="new-owner")
     with session_scope() as session:
@@ -180,7 +180,7 @@ def test_results_are_stored_only_by_the_task_that_holds_the_job(settings):
 
 
 def test_retry_clears_the_liveness_state(client, alice, settings):
-    from worker.jobs import fail_job, unexpected_problem
+    from worker.runner import fail_job, unexpected_problem
 
     response = client.post("/v1/jobs", headers=alice, json={"items": [{"text": "a"}, {"text": "b"}]})
     job = response.json()["id"]

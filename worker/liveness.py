@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.db.models import Job, JobChunk, utcnow
-from service.db.session import session_scope
+from service.storage.models import Job, JobChunk, utcnow
+from service.storage.session import session_scope
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take a job id and run a stage from :mod:`worker.jobs`.
+"""Celery tasks: thin wrappers that take a job id and run a stage from :mod:`worker.runner`.
 
 ``run_job`` ingests, then queues one ``embed_chunk`` task per chunk of distinct texts (spread over every worker on
 the embedding queue); the task that finishes the last chunk queues ``analyze``. No chord and no result backend: which
@@ -24,9 +24,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service.metrics import timed_stage
 from service.settings import get_settings
 from service.supervise import lower_priority
-from worker import jobs, liveness
+from worker import liveness, runner
 from worker.celery_app import ANALYZE, EMBED_CHUNK, RUN_JOB, heavy_queue
-from worker.stages.ingest import IngestError
+from worker.pipeline.ingest import IngestError
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, BrokerError, RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
@@ -93,7 +93,7 @@ class JobTask(Task):
         log.error("task %s failed for job %s: %s", self.name, job_id, type(exc).__name__)
         if job_id:
             try:
-                jobs.fail_job(job_id, jobs.unexpected_problem(jobs.job_stage(job_id), exc))
+                runner.fail_job(job_id, runner.unexpected_problem(runner.job_stage(job_id), exc))
             except Exception:  # noqa: BLE001 - the database is gone too: the watchdog sees the job later
                 log.warning("could not mark job %s failed", job_id, exc_info=True)
 
@@ -114,18 +114,18 @@ def run_job(self: Task, job_id: str) -> None:
         return
     try:
         with liveness.heartbeat(job_id, settings.job_heartbeat_seconds, owner), timed_stage("ingest"):
-            n_chunks = jobs.ingest(job_id)
-    except jobs.JobGone:
+            n_chunks = runner.ingest(job_id)
+    except runner.JobGone:
         log.info("job %s is gone or finished; nothing to do", job_id)
         return
     except IngestError as exc:
-        jobs.fail_job(job_id, jobs.ingest_problem(exc))
+        runner.fail_job(job_id, runner.ingest_problem(exc))
         return
     except DBAPIError as exc:
         _retry_if_transient(self, exc)
         if isinstance(exc, OperationalError):
             raise
-        jobs.fail_job(job_id, jobs.unexpected_problem("ingest", exc))
+        runner.fail_job(job_id, runner.unexpected_problem("ingest", exc))
         return
     queue = heavy_queue(settings)
     for index in sorted(set(range(n_chunks)) - liveness.done_chunks(job_id)):
@@ -139,7 +139,7 @@ def embed_chunk(self: Task, job_id: str, index: int) -> int:
     settings = get_settings()
     try:
         with liveness.heartbeat(job_id, settings.job_heartbeat_seconds), timed_stage("embed"):
-            encoded = jobs.embed_chunk(job_id, index)
+            encoded = runner.embed_chunk(job_id, index)
         if liveness.finish_chunk(job_id, index):
             try:
                 self.app.send_task(ANALYZE, args=[job_id], queue=heavy_queue(settings))
@@ -147,7 +147,7 @@ def embed_chunk(self: Task, job_id: str, index: int) -> int:
                 liveness.unsend_analysis(job_id)
                 raise
         return encoded
-    except jobs.JobGone:
+    except runner.JobGone:
         return 0
     except DBAPIError as exc:
         _retry_if_transient(self, exc)
@@ -155,7 +155,7 @@ def embed_chunk(self: Task, job_id: str, index: int) -> int:
 
 
 @shared_task(name=ANALYZE, bind=True, base=JobTask)
-def analyze(self: Task, job_id: str) -> None:
+def analyze_job(self: Task, job_id: str) -> None:
     """Sentiment, SAE training or update, themes; stores the results and ends the job."""
     settings = get_settings()
     owner = self.request.id or f"local-{os.getpid()}"
@@ -164,8 +164,8 @@ def analyze(self: Task, job_id: str) -> None:
         return
     try:
         with liveness.heartbeat(job_id, settings.job_heartbeat_seconds, owner):
-            jobs.analyze(job_id, owner)
-    except jobs.JobGone:
+            runner.analyze_job(job_id, owner)
+    except runner.JobGone:
         log.info("job %s is gone or finished; nothing to do", job_id)
     except DBAPIError as exc:
         _retry_if_transient(self, exc)

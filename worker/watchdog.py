@@ -18,11 +18,11 @@ from datetime import datetime
 
 from sqlalchemy import or_, select, update
 
-from service.db.models import Job, utcnow
-from service.db.session import session_scope
 from service.metrics import queue_depths
 from service.problems import problem
 from service.settings import Settings
+from service.storage.models import Job, utcnow
+from service.storage.session import session_scope
 from worker import liveness
 from worker.celery_app import ANALYZE, CPU_QUEUE, EMBED_CHUNK, RUN_JOB, heavy_queue
 
@@ -74,7 +74,7 @@ def lost_problem(job_id: str, redrives: int) -> dict:
 
 def redrive(celery, settings: Settings, job: Stalled, depths: dict[str, int]) -> str | None:  # type: ignore[no-untyped-def]
     """Queue the stalled job's next step; returns what was done (None when it was left alone)."""
-    from worker.jobs import fail_job
+    from worker.runner import fail_job
 
     step, missing = next_step(job)
     queue = CPU_QUEUE if step == "ingest" else heavy_queue(settings)

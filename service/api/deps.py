@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import ProblemError
-from service.db.session import session_scope
 from service.keys import hash_key, key_id_for_digest, tenant_for_digest
 from service.settings import Settings
+from service.storage.session import session_scope
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A key from `feedback-themes keys create`.")
 

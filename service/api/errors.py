@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.problems import PROBLEM_MEDIA_TYPE, problem
-from worker.stages.ingest import IngestError
+from worker.pipeline.ingest import IngestError
 
 log = logging.getLogger(__name__)
 INGEST_STATUS = {"undecodable": 415}

@@ -18,11 +18,11 @@ from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import GroupsPage, JobCreated, JobOut, ThemesPage
-from service.db.models import Job, JobChunk, utcnow
-from service.db.session import session_scope
 from service.problems import problem
-from service.repository import NewJob, create_job, groups_page, job_for_tenant, job_metadata, themes_page
 from service.settings import Settings
+from service.storage.models import Job, JobChunk, utcnow
+from service.storage.repository import NewJob, create_job, groups_page, job_for_tenant, job_metadata, themes_page
+from service.storage.session import session_scope
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -15,9 +15,9 @@ from service.api.deps import SessionDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import GroupsPage, Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
-from service.db.models import Job
-from service.reporting import publish_reporting
-from service.repository import (
+from service.storage.models import Job
+from service.storage.reporting import publish_reporting
+from service.storage.repository import (
     edit_theme,
     groups_page,
     job_metadata,

@@ -1,9 +1,9 @@
 """Report tables for people and BI tools: CSV (UTF-8, ``?bom=1`` for Excel, formula cells neutralised as in
-``service/csv_cells.py``) and Parquet, read with an API key or a per-project read-only report token (``?token=``) for
+``worker/pipeline/csv_cells.py``) and Parquet, read with an API key or a per-project read-only report token (``?token=``) for
 tools that only take a URL. Report tokens expire, are listed and revoked one by one, and die with the API key that
 made them.
 
-Columns: ``service.reporting.REPORTS`` (schema version 1, sent as ``X-Report-Schema-Version``; docs/bi.md).
+Columns: ``service.storage.reporting.REPORTS`` (schema version 1, sent as ``X-Report-Schema-Version``; docs/bi.md).
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ from service.api.deps import (
     get_tenant,
 )
 from service.api.errors import ProblemError
-from service.csv_cells import safe_cell
-from service.db.models import Project, utcnow
-from service.db.session import session_scope
-from service.reporting import NEEDS_THEMES, SCHEMA_VERSION, columns, parquet_bytes, report_rows, text_cell
-from service.repository import (
+from service.storage.models import Project, utcnow
+from service.storage.reporting import NEEDS_THEMES, SCHEMA_VERSION, columns, parquet_bytes, report_rows, text_cell
+from service.storage.repository import (
     create_report_token,
     list_report_tokens,
     project_for_report_token,
     project_for_tenant,
     revoke_report_tokens,
 )
+from service.storage.session import session_scope
+from worker.pipeline.csv_cells import safe_cell
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
 ReportName = Literal["themes", "document_themes", "documents", "theme_trends", "theme_impact", "theme_groups"]

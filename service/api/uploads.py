@@ -16,9 +16,16 @@ from starlette.datastructures import UploadFile
 
 from service.api.errors import ProblemError
 from service.api.schemas import FeedbackBatch
-from service.db.models import new_id
 from service.settings import Settings
-from worker.stages.ingest import ColumnMap, IngestError, IngestResult, check_upload, count_distinct_texts, from_records
+from service.storage.models import new_id
+from worker.pipeline.ingest import (
+    ColumnMap,
+    IngestError,
+    IngestResult,
+    check_upload,
+    count_distinct_texts,
+    from_records,
+)
 
 COPY_CHUNK = 1024 * 1024
 FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "project")

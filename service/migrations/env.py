@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from service.db.models import Base
-from service.db.session import engine_for
+from service.storage.models import Base
+from service.storage.session import engine_for
 
 LOCK_ID = 74_205_331  # any constant: serialises concurrent upgrades of API and workers
 

@@ -171,7 +171,7 @@ def from_csv(path: str | Path, text_column: str, label_column: str, label_sep: s
 def embed(texts: list[str], cache_dir: str | Path | None = None, model: str | None = None) -> np.ndarray:
     """MiniLM embeddings (unit rows), one per text, through the project's on-disk cache."""
     from service.settings import DEFAULT_MODEL
-    from worker.stages.embed import EmbeddingCache, embed_texts, unique_texts
+    from worker.pipeline.embed import EmbeddingCache, embed_texts, unique_texts
 
     model = model or DEFAULT_MODEL
     cache_dir = Path(cache_dir) if cache_dir else Path(__file__).resolve().parents[2] / "data" / "bench-cache"

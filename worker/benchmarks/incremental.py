@@ -1,7 +1,7 @@
 """Incremental stability (issue 4): what a project's second upload does to its themes.
 
 For each seed: fit the default SAE on a random half of a labelled set, save it, update it with all rows exactly as
-a job does (``worker.stages.train.train_sae(..., previous=saved)``, i.e. ``partial_fit`` with growth), and fit a
+a job does (``worker.pipeline.train.train_sae(..., previous=saved)``, i.e. ``partial_fit`` with growth), and fit a
 fresh SAE on all rows. Figures:
 
 - **kept ids**: share of the first fit's themes whose id, after the update, is a theme whose members on the first
@@ -36,9 +36,9 @@ def themes_of(sae: Any, X: np.ndarray) -> dict[int, set[int]]:
 
 def shown_sets(sae: Any, X: np.ndarray, groups: bool = True, seed: int = 0) -> list:
     """The themes (and with ``groups`` every group shown beside them) of a fitted SAE, as the product makes them."""
-    from worker.stages import train
-    from worker.stages.levels import LevelOptions, all_groups
-    from worker.stages.themes import ThemeOptions, build_themes
+    from worker.pipeline import train
+    from worker.pipeline.levels import LevelOptions, all_groups
+    from worker.pipeline.themes import ThemeOptions, build_themes
 
     decoder = sae.model_.W_dec.detach().float().cpu().numpy()
     themes = build_themes(train.activations(sae, X), decoder, ThemeOptions())
@@ -58,8 +58,8 @@ def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows:
 
 
 def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int) -> dict[str, Any]:
-    from worker.stages.smooth import SmoothOptions, smooth_embeddings
-    from worker.stages.train import train_sae
+    from worker.pipeline.smooth import SmoothOptions, smooth_embeddings
+    from worker.pipeline.train import train_sae
 
     rng = np.random.default_rng(seed)
     half = np.sort(rng.permutation(len(X))[: len(X) // 2])

@@ -101,7 +101,7 @@ def text_sets(quick: bool) -> dict[str, list[str]]:
 
 def _embed_cached(texts: list[str], backend: Any) -> np.ndarray:
     """Embeddings through the shared benchmark cache (``data/bench-cache``; the key includes the backend)."""
-    from worker.stages.embed import EmbeddingCache, embed_texts, unique_texts
+    from worker.pipeline.embed import EmbeddingCache, embed_texts, unique_texts
 
     unique, inverse = unique_texts(texts)
     cache = EmbeddingCache(bench_cache_dir())
@@ -114,7 +114,7 @@ def _embed_cached(texts: list[str], backend: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- embedding speed
 def _variants(names: list[str]) -> dict[str, Any]:
-    from worker.stages.embed import resolve_backend
+    from worker.pipeline.embed import resolve_backend
 
     table = {
         "torch-fp32": ("torch", "none"),
@@ -127,7 +127,7 @@ def _variants(names: list[str]) -> dict[str, Any]:
 
 
 def section_embed(quick: bool, log: Log, variants: list[str] | None = None) -> dict[str, Any]:
-    from worker.stages.embed import encode
+    from worker.pipeline.embed import encode
 
     names = variants or (["torch-fp32", "openvino-fp32", "openvino-int8"] if quick
                          else ["torch-fp32", "openvino-fp32", "openvino-int8", "onnx-fp32", "onnx-int8"])  # fmt: skip
@@ -198,7 +198,7 @@ def section_quality(quick: bool, log: Log, fast: str = "openvino-fp32", extra: l
 def section_cache(quick: bool, log: Log) -> dict[str, Any]:
     import pandas as pd
 
-    from worker.pipeline import AnalysisOptions, embed_documents
+    from worker.pipeline.analyze import AnalysisOptions, embed_documents
 
     reviews = _reviews()[: 300 if quick else 2000]
     docs = pd.DataFrame({"text": reviews + reviews[: len(reviews) // 2]})  # a third of the rows repeat a text
@@ -227,7 +227,7 @@ def _real_base(log: Log) -> tuple[np.ndarray, list[str]]:
     texts: list[str] = []
     for data in (banking77(), clothing(), airline_sentiment()):
         texts += data.texts
-    from worker.stages.embed import resolve_backend
+    from worker.pipeline.embed import resolve_backend
 
     X = _embed_cached(texts, resolve_backend(MODEL, "cpu", "torch"))
     log(f"scale: {len(X)} real embeddings (Banking77 test, clothing sample, airline tweets)")
@@ -277,11 +277,11 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     import pandas as pd
 
     from sae.trainer import warm_up
-    from worker.pipeline import Embedded, count_terms, find_groups, find_themes, smooth
-    from worker.stages.levels import LevelOptions
-    from worker.stages.smooth import SmoothOptions
-    from worker.stages.themes import ThemeOptions
-    from worker.stages.train import train_sae
+    from worker.pipeline.analyze import Embedded, count_terms, find_groups, find_themes, smooth
+    from worker.pipeline.levels import LevelOptions
+    from worker.pipeline.smooth import SmoothOptions
+    from worker.pipeline.themes import ThemeOptions
+    from worker.pipeline.train import train_sae
 
     warm_up()  # as a worker process does when it starts (worker.tasks.warm_up_pool_process), before any job
 
@@ -426,7 +426,7 @@ def _gpu_texts() -> list[str]:
     try:
         return _reviews()
     except FileNotFoundError:
-        from worker.stages.embed import calibration_texts
+        from worker.pipeline.embed import calibration_texts
 
         sample = calibration_texts()[:166]
         return [" ".join(sample[(i + j) % len(sample)] for j in range(10)) for i in range(len(sample))]
@@ -440,7 +440,7 @@ def gpu_benchmark(device: str = "cuda", quick: bool = False, log: Log = print) -
     import torch
 
     from sae import SparseAutoencoder
-    from worker.stages.embed import encode, resolve_backend
+    from worker.pipeline.embed import encode, resolve_backend
 
     cuda = device.startswith("cuda")
     reviews = _gpu_texts()

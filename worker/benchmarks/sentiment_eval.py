@@ -3,10 +3,10 @@
 Scorers compared (all offline, VADER + MiniLM only):
 
 - ``vader``: plain VADER (compound, ±0.05 band) on the text as it is: the baseline.
-- ``feedback_vader``: VADER read for feedback (``worker.stages.sentiment``: handles and links
+- ``feedback_vader``: VADER read for feedback (``worker.pipeline.sentiment``: handles and links
   dropped, request words neutral, service-failure words negative).
 - ``vader_band``: VADER with a wider neutral band (0.3).
-- ``anchors``: MiniLM similarity to positive minus negative anchor sentences (``worker.stages.sentiment``).
+- ``anchors``: MiniLM similarity to positive minus negative anchor sentences (``worker.pipeline.sentiment``).
 - ``feedback_vader+anchors (product)``: the product default, the mean of ``feedback_vader`` and ``anchors``
   labelled with VADER's ±0.05 (no training, same rule on every set).
 - ``rating_calibrated`` (sets with ratings only): a logistic head on [MiniLM, VADER] trained on half of the
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from worker.benchmarks import datasets, metrics
-from worker.stages.sentiment import ANCHORS
+from worker.pipeline.sentiment import ANCHORS
 
 SETS = ("airline", "clothing", "semeval", *datasets.ABSA_SENTIMENT_FILES)
 
@@ -39,20 +39,20 @@ def load_sentiment_set(name: str) -> datasets.LabelledSet:
 
 
 def anchor_scores(X: np.ndarray, cache_dir: str | Path | None = None) -> np.ndarray:
-    """The product's anchor score (``worker.stages.sentiment.anchor_scores``) with the anchors embedded as ``X`` was."""
-    from worker.stages.sentiment import anchor_scores as score
+    """The product's anchor score (``worker.pipeline.sentiment.anchor_scores``) with the anchors embedded as ``X`` was."""
+    from worker.pipeline.sentiment import anchor_scores as score
 
     return score(X, datasets.embed(list(ANCHORS), cache_dir))
 
 
 def labels_for(scores: np.ndarray, band: float) -> np.ndarray:
-    from worker.stages.sentiment import label_scores
+    from worker.pipeline.sentiment import label_scores
 
     return label_scores(scores, band)
 
 
 def evaluate_dataset(name: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
-    from worker.stages.sentiment import blend, score_texts
+    from worker.pipeline.sentiment import blend, score_texts
 
     data = load_sentiment_set(name)
     gold = data.sentiment
@@ -73,7 +73,7 @@ def evaluate_dataset(name: str, cache_dir: str | Path | None = None) -> dict[str
 
 def rating_calibrated_accuracy(X: np.ndarray, vader: np.ndarray, ratings: np.ndarray, gold: list, seed: int = 0) -> float:
     """Train the rating-calibrated scorer on a random half of the rows, accuracy on the other half."""
-    from worker.stages.sentiment import calibrate_on_ratings
+    from worker.pipeline.sentiment import calibrate_on_ratings
 
     rng = np.random.default_rng(seed)
     train = rng.random(len(ratings)) < 0.5

@@ -2,11 +2,11 @@
 
 Every system gets the same precomputed embeddings and returns the member rows of each theme it would show.
 
-- ``sae``: the product's path (``worker.stages.smooth.smooth_embeddings`` → ``worker.stages.train.train_sae`` →
-  activations → ``build_themes`` with the default :class:`~worker.stages.themes.ThemeOptions`); ``sae:n_neighbors=0``
+- ``sae``: the product's path (``worker.pipeline.smooth.smooth_embeddings`` → ``worker.pipeline.train.train_sae`` →
+  activations → ``build_themes`` with the default :class:`~worker.pipeline.themes.ThemeOptions`); ``sae:n_neighbors=0``
   turns smoothing off; ``sae:min_cohesion=0.4`` (research only, the product shows every theme with its cohesion)
   leaves out the themes below that cohesion; ``sae:levels=0`` leaves out the broader groups and sub-themes of the
-  half- and double-size SAEs (``worker.stages.levels``). Two rows: ``sae`` (the themes) and ``sae+groups`` (the
+  half- and double-size SAEs (``worker.pipeline.levels``). Two rows: ``sae`` (the themes) and ``sae+groups`` (the
   themes with every group the product shows beside them).
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
@@ -57,10 +57,10 @@ def run_sae(X: np.ndarray, seed: int, **params: str) -> tuple[list[np.ndarray], 
     (broader groups and sub-themes too, unless ``levels=0``) go to ``info["parents"]``."""
     from dataclasses import fields, replace
 
-    from worker.stages import train
-    from worker.stages.levels import LevelOptions, all_groups
-    from worker.stages.smooth import SmoothOptions, neighbourhood, smooth_embeddings
-    from worker.stages.themes import ThemeOptions, build_themes, cohesion
+    from worker.pipeline import train
+    from worker.pipeline.levels import LevelOptions, all_groups
+    from worker.pipeline.smooth import SmoothOptions, neighbourhood, smooth_embeddings
+    from worker.pipeline.themes import ThemeOptions, build_themes, cohesion
 
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)}

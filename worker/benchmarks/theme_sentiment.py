@@ -39,7 +39,7 @@ def theme_pairs(themes: Sequence[np.ndarray], labels: list[list[str]], polarity:
 def run(seeds: Sequence[int], plain_vader: bool = False) -> list[dict]:
     from worker.benchmarks.sentiment_eval import anchor_scores
     from worker.benchmarks.systems import run_sae
-    from worker.stages.sentiment import blend, score_texts
+    from worker.pipeline.sentiment import blend, score_texts
 
     data = datasets.semeval()
     X = datasets.embed(data.texts)

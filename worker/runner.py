@@ -15,20 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
 
-from service.db.embedding_store import DatabaseEmbeddingCache
-from service.db.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, utcnow
-from service.db.session import session_scope
-from service.metrics import timed_stage
+from service.metrics import observe_stage
 from service.problems import problem
-from service.reporting import publish_reporting
-from service.repository import refresh_derived
 from service.settings import get_settings
-from worker.stages.ingest import (ColumnMap, IngestError, IngestResult, from_records, read_csv,
-                                  require_distinct_texts)
+from service.storage.embeddings import DatabaseEmbeddingCache
+from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, utcnow
+from service.storage.reporting import publish_reporting
+from service.storage.repository import refresh_derived
+from service.storage.session import session_scope
+from worker.analysis_options import from_settings
+from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
               "themes": (0.90, 1.0)}  # fmt: skip
@@ -153,10 +152,10 @@ def embed_chunk(job_id: str, index: int) -> int:
 
     Chunks run in parallel, so each moves the job's bar by its own share (atomic increments).
     """
-    from worker.pipeline import resolve_device
-    from worker.stages.embed import embed_texts
+    from worker.pipeline.embed import embed_texts
 
     settings = get_settings()
+    options = from_settings(settings)
     with session_scope() as session:
         job = _load_job(session, job_id)
         n_chunks = max(1, job.n_chunks)
@@ -176,8 +175,8 @@ def embed_chunk(job_id: str, index: int) -> int:
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(stage="embed"))
     _, encoded = embed_texts(
-        texts, settings.embedding_model, device=resolve_device(settings.device),
-        batch_size=settings.embedding_batch_size, cache=DatabaseEmbeddingCache(), progress=advance, chunk=64,
+        texts, options.model, device=options.resolved_device, batch_size=options.batch_size,
+        cache=DatabaseEmbeddingCache(), progress=advance, chunk=64, backend=options.embedding_backend(),
     )  # fmt: skip
     advance(1.0)
     return encoded
@@ -207,35 +206,33 @@ def project_documents(project_id: str) -> pd.DataFrame:
     return frame
 
 
-def score_missing_sentiment(docs: pd.DataFrame, anchors: np.ndarray | None = None) -> pd.DataFrame:
-    """Score documents that have no sentiment yet, store the scores, and return the completed frame (``anchors``:
-    per document, the anchor scores blended into VADER's, see ``worker.pipeline.anchor_scores``)."""
-    from worker.stages.sentiment import blend, label_scores, score_texts
-
-    todo = docs["sentiment_score"].isna()
-    if todo.any():
-        scores = score_texts(docs.loc[todo, "text"].tolist())
-        if anchors is not None:
-            scores = blend(scores, np.asarray(anchors)[todo.to_numpy()])
-        labels = label_scores(scores)
-        docs.loc[todo, "sentiment_score"] = scores.astype(float)
-        docs.loc[todo, "sentiment_label"] = labels
-        rows = [{"id": int(i), "sentiment_score": float(s), "sentiment_label": str(label)}
-                for i, s, label in zip(docs.loc[todo, "id"], scores, labels)]  # fmt: skip
-        with session_scope() as session:
-            for start in range(0, len(rows), _BATCH):
-                session.execute(update(Document), rows[start : start + _BATCH])
-    docs["sentiment_score"] = docs["sentiment_score"].astype(float)
-    return docs
+def store_sentiment(before: pd.DataFrame, after: pd.DataFrame) -> None:
+    """Store the sentiment of the documents that had none before the analysis scored them."""
+    todo = before["sentiment_score"].isna().to_numpy()
+    rows = [{"id": int(i), "sentiment_score": float(s), "sentiment_label": str(label)}
+            for i, s, label in zip(after["id"][todo], after["sentiment_score"][todo], after["sentiment_label"][todo])]  # fmt: skip
+    with session_scope() as session:
+        for start in range(0, len(rows), _BATCH):
+            session.execute(update(Document), rows[start : start + _BATCH])
 
 
-def analyze(job_id: str, owner: str | None = None) -> dict[str, Any]:
-    """Sentiment, SAE update or fit, themes, and storage of the results; the job ends ``succeeded`` (only while task
-    ``owner`` still holds the job, see :mod:`worker.liveness`; else :class:`JobGone` and nothing is stored)."""
-    from worker.pipeline import (AnalysisOptions, anchor_scores, count_terms, embed_documents, find_groups,
-                                 find_themes, metadata, smooth)
-    from worker.stages import train
-    from worker.stages.report import themes_document
+def job_progress(job_id: str) -> Callable[[str, float], None]:
+    """The analysis's ``progress(stage, fraction)`` written to the job row (each stage at most every 2 %)."""
+    reporters: dict[str, Callable[[float], None]] = {}
+
+    def report(stage: str, fraction: float) -> None:
+        if stage not in reporters:
+            reporters[stage] = stage_reporter(job_id, stage)
+        reporters[stage](fraction)
+
+    return report
+
+
+def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
+    """Run the analysis over every document of the job's project (updating the project's SAE), store sentiment,
+    SAE and results; the job ends ``succeeded`` (only while task ``owner`` still holds the job, see
+    :mod:`worker.liveness`; else :class:`JobGone` and nothing is stored)."""
+    from worker.pipeline.analyze import analyze
 
     settings = get_settings()
     with session_scope() as session:
@@ -243,35 +240,21 @@ def analyze(job_id: str, owner: str | None = None) -> dict[str, Any]:
         project = session.get(Project, job.project_id)
         project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
         counts = dict(job.counts or {})
-    options = AnalysisOptions(model=settings.embedding_model, device=settings.device, seed=settings.seed,
-                              batch_size=settings.embedding_batch_size, smoothing=settings.smoothing,
-                              levels=settings.levels)  # fmt: skip
-    with timed_stage("sentiment"):
-        set_stage(job_id, "sentiment", 0.0)
-        docs = project_documents(project_id)
-        # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
-        embedded = embed_documents(docs, options, cache=DatabaseEmbeddingCache())
-        unscored = docs["sentiment_score"].isna().any()  # the anchors need the model: load it only then
-        docs = score_missing_sentiment(docs, anchor_scores(embedded, options) if unscored else None)
-        set_stage(job_id, "sentiment", 1.0)
-    with timed_stage("train"):
-        embedded = smooth(embedded, options.smoothing, options.device)
-        sae = train.train_sae(
-            embedded.sae_inputs, seed=options.seed, device=options.device,
-            progress=stage_reporter(job_id, "train"), previous=previous_sae,
-        )  # fmt: skip
-        sae_dir = settings.projects_dir / project_id / "sae" / job_id
-        sae.save(sae_dir)
-    with timed_stage("themes"):
-        set_stage(job_id, "themes", 0.0)
-        terms = count_terms(docs)
-        themes = find_themes(sae, embedded, docs, options.themes, terms)
-        groups = find_groups(sae, themes, embedded, docs, options.themes, terms, options.levels, options.device)
-        counts.update({"project_documents": len(docs), "re_embedded": embedded.n_encoded})
-        document = themes_document(themes, docs, metadata(sae, options, counts), groups)
-        store_results(job_id, project_id, previous_job, document, themes, docs, str(sae_dir), counts, owner)
-    log.info("job %s succeeded: %d comments, %d themes", job_id, len(docs), len(document["themes"]))
-    return document["metadata"]
+    docs = project_documents(project_id)
+    # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
+    result = analyze(docs, from_settings(settings), progress=job_progress(job_id), cache=DatabaseEmbeddingCache(),
+                     previous_sae=previous_sae)  # fmt: skip
+    for stage in ("sentiment", "train", "themes"):
+        observe_stage(stage, result.seconds[stage])
+    store_sentiment(docs, result.documents)
+    sae_dir = settings.projects_dir / project_id / "sae" / job_id
+    result.sae.save(sae_dir)
+    counts.update({"project_documents": len(docs), "re_embedded": result.counts["embedded"]})
+    result.document["metadata"]["counts"] = counts
+    store_results(job_id, project_id, previous_job, result.document, result.themes, result.documents, str(sae_dir),
+                  counts, owner)  # fmt: skip
+    log.info("job %s succeeded: %d comments, %d themes", job_id, len(docs), len(result.document["themes"]))
+    return result.document["metadata"]
 
 
 def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],

@@ -1,5 +1,5 @@
 """CSV cells for spreadsheets: the one rule every CSV the product writes follows (the API's reports and the CLI's
-``write_report``). No imports beyond the standard library, so the worker and the API both use it.
+``write_output_files``). No imports beyond the standard library, so the worker and the API both use it.
 
 A text cell gets a leading ``'`` (a spreadsheet then shows it as text) when, after any leading whitespace, it
 

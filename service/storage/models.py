@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from service.db.types import UTCDateTime
+from service.storage.types import UTCDateTime
 
 
 def new_id() -> str:

@@ -8,8 +8,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service.db.models import Embedding
-from service.db.session import session_scope
+from service.storage.models import Embedding
+from service.storage.session import session_scope
 
 _BATCH = 500
 

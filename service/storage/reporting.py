@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from typing import Any
 
+import typer
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import Session
 
-import typer
-
-from service.db.models import (
+from service.storage.models import (
     Document,
     DocumentTheme,
     Job,
@@ -30,14 +29,14 @@ from service.db.models import (
     ThemeTrendRow,
     utcnow,
 )
-from service.repository import job_view
+from service.storage.repository import job_view
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 BATCH = 2000
 
 # name → [(column, type)]; type is one of int, float, str, bool, date, datetime (CSV, Parquet and SQL follow it)
-# (the first columns of themes, document_themes and documents are those of the CLI's CSV files, worker/stages/report.py;
+# (the first columns of themes, document_themes and documents are those of the CLI's CSV files, worker/pipeline/output.py;
 # columns added later, such as cohesion by migration 0004 and kind by 0005, go last: ALTER TABLE appends them)
 REPORTS: dict[str, list[tuple[str, str]]] = {
     "themes": [("theme_id", "int"), ("label", "str"), ("keywords", "str"), ("size", "int"), ("share", "float"),
@@ -284,8 +283,8 @@ def grant_command(
     """Create a read-only role that sees only one tenant's rows of the reporting tables."""
     from sqlalchemy.engine import make_url
 
-    from service.db.session import session_scope, upgrade_database
     from service.settings import get_settings
+    from service.storage.session import session_scope, upgrade_database
 
     upgrade_database()
     try:
@@ -306,7 +305,7 @@ def grant_command(
 @reporting_app.command("publish")
 def publish_command() -> None:
     """Publish every project's report tables now (a backfill; finished jobs and edits publish by themselves)."""
-    from service.db.session import session_scope, upgrade_database
+    from service.storage.session import session_scope, upgrade_database
 
     upgrade_database()
     with session_scope() as session:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from worker.stages.themes import Theme, ThemeOptions, build_themes, parent_themes
+from worker.pipeline.themes import Theme, ThemeOptions, build_themes, parent_themes
 
 #: The level SAEs train on a random sample of at most this many distinct texts (then read all of them): they
 #: cost at most ~3 × the main SAE's time on a benchmark-sized corpus and a bounded amount at a million rows.
@@ -49,7 +49,7 @@ def level_size(n_latents: int, factor: float) -> int:
 
 def train_level(inputs: np.ndarray, n_latents: int, options: LevelOptions, device: str = "cpu"):
     """An SAE of ``n_latents`` trained on the SAE inputs (a seeded sample of at most ``options.max_rows``)."""
-    from worker.stages import train  # torch: imported on use, so that LevelOptions stays light (service.settings)
+    from worker.pipeline import train  # torch: imported on use
 
     rows = inputs
     if len(inputs) > options.max_rows:
@@ -62,11 +62,11 @@ def level_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, option
                  theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu") -> list[Theme]:  # fmt: skip
     """The themes (members only) of a freshly trained level SAE of ``n_latents``: ``inputs`` are the distinct
     texts' SAE inputs, ``inverse`` maps each document to its text's row."""
-    from worker.stages import train
+    from worker.pipeline import train
 
     sae = train_level(inputs, n_latents, options, device)
     acts = train.activations(sae, inputs)[inverse]
-    return build_themes(acts, sae.model_.W_dec.detach().float().cpu().numpy(), theme_options)
+    return build_themes(acts, sae.decoder_directions(), theme_options)
 
 
 def membership(themes: Sequence[Theme], n_docs: int) -> sp.csc_matrix:
@@ -153,7 +153,7 @@ def all_groups(themes: list[Theme], decoder: np.ndarray, inputs: np.ndarray, inv
                levels: LevelOptions | None = LevelOptions(), theme_options: ThemeOptions = ThemeOptions(),
                device: str = "cpu") -> list[Theme]:  # fmt: skip
     """Every group shown beside ``themes`` (members only, not yet described): the ``union`` groups of
-    :func:`~worker.stages.themes.parent_themes`, then, with ``levels``, the broader groups and sub-themes."""
+    :func:`~worker.pipeline.themes.parent_themes`, then, with ``levels``, the broader groups and sub-themes."""
     groups = parent_themes(themes, decoder, theme_options)
     if levels is not None:
         groups += level_groups(inputs, inverse, n_latents, themes, [*themes, *groups], levels, theme_options, device)

@@ -9,7 +9,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from sae import SparseAutoencoder
-from worker.stages.themes import activation_matrix
 
 
 def train_sae(
@@ -31,6 +30,15 @@ def train_sae(
     return sae.fit(embeddings)
 
 
+def activation_matrix(values: np.ndarray, indices: np.ndarray, n_latents: int) -> sp.csr_matrix:
+    """Sparse docs × latents activations from TopK (values, indices); zeros dropped."""
+    n, k = values.shape
+    rows = np.repeat(np.arange(n), k)
+    matrix = sp.csr_matrix((values.ravel(), (rows, indices.ravel())), shape=(n, n_latents), dtype=np.float32)
+    matrix.eliminate_zeros()
+    return matrix
+
+
 def activations(sae: SparseAutoencoder, embeddings: np.ndarray) -> sp.csr_matrix:
     """Sparse rows × latents activations of the SAE on the embeddings."""
     values, indices = sae.encode_topk(embeddings)
@@ -47,3 +55,8 @@ def sae_summary(sae: SparseAutoencoder) -> dict[str, float | int]:
         "l0": round(float(m["l0"]), 4),
         "dead_fraction": round(float(m["dead_fraction"]), 4),
     }
+
+
+def decoder_of(sae: SparseAutoencoder) -> np.ndarray:
+    """The SAE's decoder directions as a (d, n_latents) float32 array."""
+    return sae.decoder_directions()

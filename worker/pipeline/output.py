@@ -1,8 +1,8 @@
-"""Report stage: themes, groups and documents → ``themes.json``, ``themes.csv``, ``document_themes.csv``,
-``documents.csv``, ``theme_groups.csv``.
+"""Output stage: themes, groups and documents → the ``themes.json`` object and the output files (``themes.json``,
+``themes.csv``, ``document_themes.csv``, ``documents.csv``, ``theme_groups.csv``).
 
-The column sets here are the product's output schema (see README); the API's CSV reports use the same functions.
-Text cells that a spreadsheet would evaluate as a formula are neutralised as in the API's (``service/csv_cells.py``).
+The column sets here are the product's output schema (see README). Text cells that a spreadsheet would evaluate as a
+formula are neutralised by the same rule as the API's CSV reports (:mod:`worker.pipeline.csv_cells`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from service.csv_cells import safe_cell
-from worker.stages.themes import Theme
+from worker.pipeline.csv_cells import safe_cell
+from worker.pipeline.themes import Theme
 
 DIGITS = 4
 THEMES_COLUMNS = [
@@ -129,7 +129,7 @@ def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def write_report(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:
+def write_output_files(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:
     """Write the five output files; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,6 @@ def write_report(out_dir: str | Path, document: dict[str, Any], themes: list[The
 
 
 def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with its text cells neutralised for spreadsheets (``service.csv_cells.safe_cell``)."""
+    """The table with its text cells neutralised for spreadsheets (``worker.pipeline.csv_cells.safe_cell``)."""
     text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     return table.assign(**{c: table[c].map(safe_cell) for c in text}) if text else table

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.errors import ProblemError
-from service.db.models import (
+from service.storage.models import (
     ApiKey,
     Document,
     DocumentTheme,
@@ -315,8 +315,8 @@ def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
     import pandas as pd
     import scipy.sparse as sp
 
-    from worker.stages.impact import ImpactOptions, theme_impact
-    from worker.stages.trends import theme_trends
+    from worker.pipeline.impact import ImpactOptions, theme_impact
+    from worker.pipeline.trends import theme_trends
 
     job = session.get(Job, job_id)
     rows = {r.theme_id: r for r in session.scalars(select(ThemeRow).where(ThemeRow.job_id == job_id))}
@@ -385,7 +385,7 @@ def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
 def _merged_figures(root: int, records: list[dict], rows: np.ndarray, activation_of: dict[int, float],
                     scores: np.ndarray, labels: np.ndarray, ratings: np.ndarray, n_docs: int) -> dict[str, Any]:  # fmt: skip
     """Size, share, sentiment, rating, keywords, examples and features of a theme with others merged into it."""
-    from worker.stages.sentiment import aggregate
+    from worker.pipeline.sentiment import aggregate
 
     rated = ratings[rows]
     rated = rated[~np.isnan(rated)]

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from worker.keywords import class_tfidf, make_label, term_counts, top_keywords
-from worker.stages.sentiment import aggregate
+from worker.pipeline.keywords import class_tfidf, make_label, term_counts, top_keywords
+from worker.pipeline.sentiment import aggregate
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Theme:
     themes: list[int] = field(default_factory=list)
     level: int = 0
     # What a group is: "union" (themes whose features point the same way, :func:`parent_themes`), "broader" (a
-    # theme of a half-size SAE) or "sub_theme" (a theme of a double-size SAE), see worker/stages/levels.py.
+    # theme of a half-size SAE) or "sub_theme" (a theme of a double-size SAE), see worker/pipeline/levels.py.
     kind: str = "theme"
     cohesion: float | None = None  # see :func:`cohesion`
 
@@ -71,15 +71,6 @@ class DocumentVectors:
 
     def __getitem__(self, rows: int | list[int] | np.ndarray) -> np.ndarray:
         return self.unique[self.inverse[rows]]
-
-
-def activation_matrix(values: np.ndarray, indices: np.ndarray, n_latents: int) -> sp.csr_matrix:
-    """Sparse docs × latents activations from TopK (values, indices); zeros dropped."""
-    n, k = values.shape
-    rows = np.repeat(np.arange(n), k)
-    matrix = sp.csr_matrix((values.ravel(), (rows, indices.ravel())), shape=(n, n_latents), dtype=np.float32)
-    matrix.eliminate_zeros()
-    return matrix
 
 
 def feature_memberships(acts: sp.csr_matrix, rel_threshold: float) -> sp.csc_matrix:
@@ -258,7 +249,7 @@ def describe_themes(
 
     ``documents`` needs ``text``, ``sentiment_score``, ``sentiment_label`` and ``rating`` columns, one row per
     document in the order of the activation matrix; ``embeddings`` has one unit row per document. ``terms``:
-    :func:`~worker.keywords.term_counts` of the texts, when already counted. Keywords are c-TF-IDF among ``themes``.
+    :func:`~worker.pipeline.keywords.term_counts` of the texts, when already counted. Keywords are c-TF-IDF among ``themes``.
     """
     if not themes:
         return []
