@@ -25,7 +25,9 @@ that exited by themselves (a replacement is started before the next scenario, as
 checked again at the end, against the complete logs. Exit code 1 when any job did not succeed exactly once with every
 document (or a fault could not be injected).
 
-    .venv/bin/python bench/faults.py [--heartbeat-timeout 120] [--watchdog-interval 30] [--only 0,3] [--rows 1.0]
+    .venv/bin/python -m bench faults [--heartbeat-timeout 120] [--watchdog-interval 30] [--only 0,3] [--rows 1.0]
+
+(``python bench/faults.py ...`` runs it too.)
 
 Texts: real reviews from ../shared/data/womens_clothing_reviews/reviews.csv when present, else the bundled sample.
 Needs PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres, database `test` for admin statements) and
@@ -993,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, _raise_on_term)
     python = os.path.relpath(sys.executable, ROOT)
-    command = f"cd {ROOT} && {python} bench/faults.py {shlex.join(sys.argv[1:])}".rstrip()
+    command = f"cd {ROOT} && {python} -m bench faults {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
     if not reachable(5432) or not shutil.which("redis-server"):
         print("needs PostgreSQL on 127.0.0.1:5432 and redis-server on the PATH", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ different cases); the cases are spread over the operations, and operations whose
 their share to the others. Counts the cases and the answers by status class per mode and operation, prints a table
 with the time per case and the first 5xx requests (as curl commands, secrets filtered), and exits 1 on any 5xx.
 
-    .venv/bin/python bench/fuzz.py [--cases 10000] [--modes sqlite,postgresql]
+    .venv/bin/python -m bench fuzz [--cases 10000] [--modes sqlite,postgresql]    # or: python bench/fuzz.py
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def describe(case: Any, headers: dict[str, str], status: int | None, failure: st
 
 def report(results: list[tuple[str, Tally, float]], args: argparse.Namespace) -> None:
     print(f"Fuzzing the OpenAPI document with schemathesis, in process; machine: {machine()}")
-    print(f"Command: .venv/bin/python bench/fuzz.py --cases {args.cases} --modes {args.modes}")
+    print(f"Command: .venv/bin/python -m bench fuzz --cases {args.cases} --modes {args.modes}")
     print()
     for mode, tally, seconds in results:
         total = sum(tally.cases.values())

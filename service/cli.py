@@ -141,13 +141,9 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
-from service.storage.reporting import reporting_app  # noqa: E402
+from service.cli_reporting import reporting_app  # noqa: E402
 
 app.add_typer(reporting_app, name="reporting")
-
-from service.cli_bench import bench_app  # noqa: E402
-
-app.add_typer(bench_app, name="bench")
 
 
 @keys_app.command("create")

@@ -3,7 +3,7 @@
 Metrics (names prefixed ``feedback_themes_``):
 
 - ``http_request_duration_seconds{method, route, status}``: histogram of API requests, by route *template*
-  (``/v1/jobs/{job_id}``), observed by :class:`RequestMetrics`.
+  (``/v1/jobs/{job_id}``), observed by the API's ``service.api.request_metrics.RequestMetrics``.
 - ``stage_duration_seconds{stage}``: histogram of pipeline stages, observed by workers via :func:`observe_stage`.
 - ``jobs{status}``: gauge of jobs by status, read from the database at scrape time.
 - ``queue_depth{queue}``: messages waiting in the ``cpu`` and ``gpu`` queues (Redis ``LLEN``, or the filesystem
@@ -35,7 +35,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.pool import NullPool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
 
@@ -72,36 +71,6 @@ def timed_stage(stage: str) -> Iterator[None]:
         yield
     finally:
         observe_stage(stage, time.perf_counter() - start)
-
-
-# ---------------------------------------------------------------- request latency
-
-
-class RequestMetrics:
-    """ASGI middleware: observe each HTTP request's latency under its route template, method and status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"  # the router sets scope["route"]
-            REQUEST_DURATION.labels(method=scope["method"], route=route, status=str(status)).observe(
-                time.perf_counter() - start
-            )
 
 
 # ---------------------------------------------------------------- probes (readiness and scrape-time reads)

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.pipeline.embed_models import DEFAULT_MODEL
+from worker.pipeline.defaults import DEFAULT_MODEL
 
 
 class Settings(BaseSettings):

@@ -1,4 +1,4 @@
-"""Benchmark metrics on hand-made fixtures, and a smoke test of the `bench quality` harness."""
+"""Benchmark metrics on hand-made fixtures, and a smoke test of the `python -m bench quality` harness."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from worker.benchmarks import metrics as M
+from bench import metrics as M
 
 # 8 documents: labels a (0-3), b (4-5), c (6-7); document 3 also has label b (multi-label).
 LABELS = [["a"], ["a"], ["a"], ["a", "b"], ["b"], ["b"], ["c"], ["c"]]
@@ -64,12 +64,10 @@ def test_spearman_and_accuracy():
     assert (acc, n) == (0.5, 2)
 
 
-def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
-    """`bench quality --csv` with sae and kmeans on synthetic two-cluster data (embeddings stubbed)."""
-    from typer.testing import CliRunner
-
-    from service.cli import app
-    from worker.benchmarks import datasets
+def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch, capsys):
+    """`python -m bench quality --csv` with sae and kmeans on synthetic three-cluster data (embeddings stubbed)."""
+    from bench import datasets
+    from bench.__main__ import main
 
     rng = np.random.default_rng(0)
     rows = [f"{topic} complaint number {i}" for topic in ("refund", "delivery", "sizing") for i in range(30)]
@@ -85,11 +83,11 @@ def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "embed", fake_embed)
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(app, ["bench", "quality", "--csv", str(path), "--label-column", "label",
-                                      "--label-sep", ";", "--systems", "sae,kmeans", "--seeds", "0,1",
-                                      "--json", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "| sae |" in result.output and "| kmeans |" in result.output
+    code = main(["quality", "--csv", str(path), "--label-column", "label", "--label-sep", ";",
+                 "--systems", "sae,kmeans", "--seeds", "0,1", "--json", str(out)])  # fmt: skip
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "| sae |" in output and "| kmeans |" in output
     data = json.loads(out.read_text())
     assert data["n_gold_labels"] == 4
     for system in ("sae", "kmeans"):
@@ -103,8 +101,8 @@ def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch):
 def test_harness_research_options(tmp_path, monkeypatch):
     """``sae:levels=0`` leaves out the groups and sub-themes of the half- and double-size SAEs; ``min_cohesion``
     drops themes whose members' neighbours lie outside them."""
-    from worker.benchmarks import quality
-    from worker.benchmarks.datasets import LabelledSet
+    from bench import quality
+    from bench.datasets import LabelledSet
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(3, 16))
@@ -136,7 +134,7 @@ def test_parent_themes_group_close_features():
 
 
 def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():
-    from worker.pipeline.sentiment import calibrate_on_ratings, rating_classes
+    from bench.sentiment_eval import calibrate_on_ratings, rating_classes
 
     assert rating_classes(np.array([1, 2, 3, 4, 5, np.nan])).tolist() == [
         "negative", "negative", "neutral", "positive", "positive", None]
@@ -154,7 +152,7 @@ def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():
 
 
 def test_kept_ids_compares_members_on_the_first_half_only():
-    from worker.benchmarks.incremental import kept_ids
+    from bench.incremental import kept_ids
 
     first = {1: {0, 1, 2, 3}, 2: {4, 5}, 3: {6, 7}}
     after = {1: {0, 1, 2, 10, 11, 12}, 2: {9}, 4: {6, 7}}  # rows ≥ 8 are the second half's
@@ -163,7 +161,7 @@ def test_kept_ids_compares_members_on_the_first_half_only():
 
 
 def test_theme_sentiment_pairs_use_the_members_carrying_the_best_category():
-    from worker.benchmarks.theme_sentiment import theme_pairs
+    from bench.theme_sentiment import theme_pairs
 
     labels = [["food"], ["food"], ["food", "service"], ["service"], ["service"], ["price"]]
     polarity = [{"food": "positive"}, {"food": "negative"}, {"food": "positive", "service": "conflict"},

@@ -30,7 +30,8 @@ from tests.service_harness import (
     reachable,
     wait_healthy,
 )
-from worker.runner import fail_job, unexpected_problem
+from worker.liveness import fail_job
+from worker.runner import unexpected_problem
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 VISIBILITY = 15  # broker visibility timeout in the real-process test: above any of its tasks, small enough to wait
@@ -102,15 +103,15 @@ class Clock:
 
 def test_stale_job_guard(service_env, monkeypatch, alice):
     """A queued or running job that shows no progress for longer than the window is marked failed when polled."""
-    import service.api.routes_jobs as routes_jobs
+    import service.storage.jobs as jobs
     from service.settings import get_settings
     from service.storage.models import Job
 
     monkeypatch.setenv("FEEDBACK_THEMES_JOB_STALE_AFTER", "60")
     get_settings.cache_clear()
     clock = Clock()
-    monkeypatch.setattr(routes_jobs.time, "monotonic", clock)
-    monkeypatch.setattr(routes_jobs, "WATCH", routes_jobs.ProgressWatch())
+    monkeypatch.setattr(jobs.time, "monotonic", clock)
+    monkeypatch.setattr(jobs, "WATCH", jobs.ProgressWatch())
     client = make_client()
     job = upload(client, alice)
     url = f"/v1/jobs/{job['id']}"
@@ -333,16 +334,16 @@ def test_the_worker_refuses_a_new_project_with_one_distinct_comment(client, alic
     ``too-few-comments`` in the job's problem), not with an internal error later."""
     import json
 
-    from worker import jobs
+    from worker import runner
     from worker.pipeline.ingest import IngestError
 
     job = client.post("/v1/jobs", headers=alice, json={"items": [{"text": "a"}, {"text": "b"}]}).json()
     source = service_env.uploads_dir / f"{job['id']}.json"
     source.write_text(json.dumps([{"text": "same"}, {"text": "same"}]), encoding="utf-8")
     with pytest.raises(IngestError) as caught:
-        jobs.ingest(job["id"])
+        runner.ingest(job["id"])
     assert caught.value.code == "too-few-comments"
-    fail_job(job["id"], jobs.ingest_problem(caught.value))
+    fail_job(job["id"], runner.ingest_problem(caught.value))
     failed = client.get(f"/v1/jobs/{job['id']}", headers=alice).json()
     assert failed["status"] == "failed" and failed["error"]["type"] == "/problems/too-few-comments"
     assert failed["error"]["status"] == 422

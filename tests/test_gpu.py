@@ -77,7 +77,7 @@ def test_sae_bf16_autocast_on_cuda():
 
 @pytest.mark.gpu
 def test_gpu_benchmark_runs():
-    from worker.benchmarks.perf import gpu_benchmark
+    from bench.perf import gpu_benchmark
 
     result = gpu_benchmark("cuda", quick=True, log=lambda line: None)
     assert result["embed"]["cosine_to_cpu_fp32_min"] >= 0.999

@@ -10,12 +10,12 @@ import uuid
 import psycopg
 import pytest
 
-from service.storage.reporting import REPORTS
 from tests.service_harness import reachable
 from tests.test_service_e2e import POSTGRES_ADMIN
 from worker.pipeline.output import (
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
+    REPORT_COLUMNS,
     THEMES_COLUMNS,
 )
 
@@ -25,13 +25,13 @@ pytestmark = pytest.mark.services
 def test_versioned_columns_extend_the_cli_files():
     # columns added after schema version 1's tables were made (cohesion, migration 0004) go last in the report tables;
     # theme_groups (migration 0003) gained kind (0005) after cohesion, as theme_groups.csv ends with it
-    assert [c for c, _ in REPORTS["theme_groups"]][-2:] == ["cohesion", "kind"]
+    assert [c for c, _ in REPORT_COLUMNS["theme_groups"]][-2:] == ["cohesion", "kind"]
     later = ["cohesion"]
     first = [c for c in THEMES_COLUMNS if c not in later]
-    assert [c for c, _ in REPORTS["themes"]][: len(first)] == first
-    assert [c for c, _ in REPORTS["themes"]][-len(later):] == later and set(later) <= set(THEMES_COLUMNS)
-    assert [c for c, _ in REPORTS["document_themes"]] == DOCUMENT_THEMES_COLUMNS
-    assert [c for c, _ in REPORTS["documents"]] == DOCUMENTS_COLUMNS
+    assert [c for c, _ in REPORT_COLUMNS["themes"]][: len(first)] == first
+    assert [c for c, _ in REPORT_COLUMNS["themes"]][-len(later):] == later and set(later) <= set(THEMES_COLUMNS)
+    assert [c for c, _ in REPORT_COLUMNS["document_themes"]] == DOCUMENT_THEMES_COLUMNS
+    assert [c for c, _ in REPORT_COLUMNS["documents"]] == DOCUMENTS_COLUMNS
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     _, alice_project = run_job(None, tenant="alice", seed=0)
     _, bob_project = run_job(None, tenant="bob", seed=1)
     admin = psycopg.connect(POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + postgres["name"], autocommit=True)
-    for name in ("projects", *REPORTS):
+    for name in ("projects", *REPORT_COLUMNS):
         per_project = dict(admin.execute(f"SELECT project_id, count(*) FROM reporting.{name} GROUP BY 1").fetchall())
         assert per_project.get(alice_project, 0) > 0 and per_project.get(bob_project, 0) > 0, name
     assert count(admin, f"SELECT count(*) FROM reporting.documents WHERE project_id = '{alice_project}'") == 240
@@ -109,7 +109,7 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     role, password = grant(postgres, "alice")
     dsn = f"postgresql://{role}:{password}@127.0.0.1:5432/{postgres['name']}"
     with psycopg.connect(dsn, autocommit=True) as reader:
-        for name in ("projects", *REPORTS):
+        for name in ("projects", *REPORT_COLUMNS):
             tenants = {r[0] for r in reader.execute(f"SELECT DISTINCT project_id FROM reporting.{name}")}
             assert tenants == {alice_project}, (name, tenants)
         assert count(reader, "SELECT count(*) FROM reporting.documents") == 240

@@ -96,13 +96,20 @@ def test_sampled_smoothing_matches_shapes_and_moves_rows():
 
 def test_settings_defaults_are_the_stage_defaults(monkeypatch):
     from service.settings import Settings
+    from worker.analysis_options import from_settings
+    from worker.pipeline.analyze import AnalysisOptions
 
-    monkeypatch.delenv("FEEDBACK_THEMES_SMOOTHING_NEIGHBORS", raising=False)
-    monkeypatch.delenv("FEEDBACK_THEMES_SMOOTHING_WEIGHT", raising=False)
-    smoothing = Settings().smoothing
+    for name in ("SMOOTHING_NEIGHBORS", "SMOOTHING_WEIGHT", "THEME_LEVELS", "EMBEDDING_BACKEND", "SEED"):
+        monkeypatch.delenv(f"FEEDBACK_THEMES_{name}", raising=False)
+    options, defaults = from_settings(Settings()), AnalysisOptions()
+    smoothing = options.smoothing
     assert (smoothing.n_neighbors, smoothing.weight) == (SmoothOptions().n_neighbors, SmoothOptions().weight)
+    assert (options.model, options.seed, options.levels, options.backend) == (
+        defaults.model, defaults.seed, defaults.levels, defaults.backend)
     monkeypatch.setenv("FEEDBACK_THEMES_SMOOTHING_NEIGHBORS", "0")
-    assert not Settings().smoothing.enabled
+    monkeypatch.setenv("FEEDBACK_THEMES_THEME_LEVELS", "false")
+    options = from_settings(Settings())
+    assert not options.smoothing.enabled and options.levels is None
 
 
 @pytest.mark.gpu

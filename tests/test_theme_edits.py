@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from service.storage.repository import NewJob, create_job
+from service.storage.jobs import NewJob, create_job
 from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 from worker.pipeline.output import themes_document
-from worker.pipeline.sentiment import aggregate
+from worker.pipeline.sentiment import aggregate, label_scores, score_texts
 from worker.pipeline.themes import Theme
 from worker.runner import (
     project_documents,
-    score_missing_sentiment,
     store_documents,
     store_results,
+    store_sentiment,
 )
 
 XSS = '<img src=x onerror="window.__xss=1">'
@@ -57,6 +57,21 @@ def make_documents(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, dict[int,
     return docs, members
 
 
+def scored_documents(project_id: str) -> pd.DataFrame:
+    """The project's documents, those without sentiment scored (VADER) and stored by the worker's own
+    ``store_sentiment``."""
+    before = project_documents(project_id)
+    after = before.copy()
+    todo = after["sentiment_score"].isna()
+    if todo.any():
+        scores = score_texts(after.loc[todo, "text"].tolist())
+        after.loc[todo, "sentiment_score"] = scores.astype(float)
+        after.loc[todo, "sentiment_label"] = label_scores(scores)
+        store_sentiment(before, after)
+    after["sentiment_score"] = after["sentiment_score"].astype(float)
+    return after
+
+
 def run_job(project: str | None, tenant: str = "alice", previous: str | None = None, seed: int = 0) -> tuple[str, str]:
     """A job as the worker stores it: documents, sentiment, themes (made up here), store_results."""
     docs, members = make_documents(seed=seed)
@@ -67,7 +82,7 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
         job.status = "running"
         job_id, project_id = job.id, job.project_id
     store_documents(project_id, job_id, docs)
-    frame = score_missing_sentiment(project_documents(project_id))
+    frame = scored_documents(project_id)
     position = {d: i for i, d in enumerate(frame["doc_id"])}
     themes = []
     for theme_id, rows in members.items():
@@ -250,10 +265,10 @@ def test_tenants_and_report_tokens(project):
 def test_report_formats(project):
     import pyarrow.parquet as pq
 
-    from service.storage.reporting import REPORTS
+    from worker.pipeline.output import REPORT_COLUMNS
 
     client, headers, project_id = project
-    for name, spec in REPORTS.items():
+    for name, spec in REPORT_COLUMNS.items():
         response = client.get(f"/v1/projects/{project_id}/reports/{name}.parquet", headers=headers)
         assert response.status_code == 200, response.text
         assert response.headers["x-report-schema-version"] == "1"

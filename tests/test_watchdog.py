@@ -180,7 +180,8 @@ def test_results_are_stored_only_by_the_task_that_holds_the_job(settings):
 
 
 def test_retry_clears_the_liveness_state(client, alice, settings):
-    from worker.runner import fail_job, unexpected_problem
+    from worker.liveness import fail_job
+    from worker.runner import unexpected_problem
 
     response = client.post("/v1/jobs", headers=alice, json={"items": [{"text": "a"}, {"text": "b"}]})
     job = response.json()["id"]

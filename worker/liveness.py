@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -115,3 +116,12 @@ def unsend_analysis(job_id: str) -> None:
     """The analysis could not be queued: let the next chunk task or the watchdog queue it."""
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(analyze_sent_at=None))
+
+
+def fail_job(job_id: str, body: dict[str, Any]) -> None:
+    """End the job ``failed`` with a problem object (unless it already succeeded)."""
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.status != "succeeded")
+            .values(status="failed", error=body, finished_at=utcnow())
+        )  # fmt: skip

@@ -21,10 +21,10 @@ from sqlalchemy import delete, func, insert, select, update
 from service.metrics import observe_stage
 from service.problems import problem
 from service.settings import get_settings
+from service.storage.derived import refresh_derived
 from service.storage.embeddings import DatabaseEmbeddingCache
 from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, utcnow
-from service.storage.reporting import publish_reporting
-from service.storage.repository import refresh_derived
+from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
 from worker.analysis_options import from_settings
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
@@ -47,25 +47,16 @@ def set_stage(job_id: str, stage: str, fraction: float = 0.0) -> None:
         session.execute(update(Job).where(Job.id == job_id).values(stage=stage, progress=_greatest(session, Job.progress, progress)))
 
 
-def stage_reporter(job_id: str, stage: str, every: float = 0.02) -> Callable[[float], None]:
+def progress_writer(job_id: str, stage: str, every: float = 0.02) -> Callable[[float], None]:
     """A progress callback that writes to the job row at most every ``every`` of the stage."""
     last = [-1.0]
 
-    def report(fraction: float) -> None:
+    def write(fraction: float) -> None:
         if fraction >= 1.0 or fraction - last[0] >= every:
             last[0] = fraction
             set_stage(job_id, stage, fraction)
 
-    return report
-
-
-def fail_job(job_id: str, body: dict[str, Any]) -> None:
-    """End the job ``failed`` with a problem object (unless it already succeeded)."""
-    with session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.status != "succeeded")
-            .values(status="failed", error=body, finished_at=utcnow())
-        )  # fmt: skip
+    return write
 
 
 def _load_job(session, job_id: str) -> Job:  # type: ignore[no-untyped-def]
@@ -218,14 +209,14 @@ def store_sentiment(before: pd.DataFrame, after: pd.DataFrame) -> None:
 
 def job_progress(job_id: str) -> Callable[[str, float], None]:
     """The analysis's ``progress(stage, fraction)`` written to the job row (each stage at most every 2 %)."""
-    reporters: dict[str, Callable[[float], None]] = {}
+    writers: dict[str, Callable[[float], None]] = {}
 
-    def report(stage: str, fraction: float) -> None:
-        if stage not in reporters:
-            reporters[stage] = stage_reporter(job_id, stage)
-        reporters[stage](fraction)
+    def write(stage: str, fraction: float) -> None:
+        if stage not in writers:
+            writers[stage] = progress_writer(job_id, stage)
+        writers[stage](fraction)
 
-    return report
+    return write
 
 
 def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class JobTask(Task):
         log.error("task %s failed for job %s: %s", self.name, job_id, type(exc).__name__)
         if job_id:
             try:
-                runner.fail_job(job_id, runner.unexpected_problem(runner.job_stage(job_id), exc))
+                liveness.fail_job(job_id, runner.unexpected_problem(runner.job_stage(job_id), exc))
             except Exception:  # noqa: BLE001 - the database is gone too: the watchdog sees the job later
                 log.warning("could not mark job %s failed", job_id, exc_info=True)
 
@@ -119,13 +119,13 @@ def run_job(self: Task, job_id: str) -> None:
         log.info("job %s is gone or finished; nothing to do", job_id)
         return
     except IngestError as exc:
-        runner.fail_job(job_id, runner.ingest_problem(exc))
+        liveness.fail_job(job_id, runner.ingest_problem(exc))
         return
     except DBAPIError as exc:
         _retry_if_transient(self, exc)
         if isinstance(exc, OperationalError):
             raise
-        runner.fail_job(job_id, runner.unexpected_problem("ingest", exc))
+        liveness.fail_job(job_id, runner.unexpected_problem("ingest", exc))
         return
     queue = heavy_queue(settings)
     for index in sorted(set(range(n_chunks)) - liveness.done_chunks(job_id)):

@@ -74,7 +74,6 @@ def lost_problem(job_id: str, redrives: int) -> dict:
 
 def redrive(celery, settings: Settings, job: Stalled, depths: dict[str, int]) -> str | None:  # type: ignore[no-untyped-def]
     """Queue the stalled job's next step; returns what was done (None when it was left alone)."""
-    from worker.runner import fail_job
 
     step, missing = next_step(job)
     queue = CPU_QUEUE if step == "ingest" else heavy_queue(settings)
@@ -83,7 +82,7 @@ def redrive(celery, settings: Settings, job: Stalled, depths: dict[str, int]) ->
     if not _claim_redrive(job):
         return None
     if job.redrives >= settings.job_max_redrives:
-        fail_job(job.id, lost_problem(job.id, job.redrives))
+        liveness.fail_job(job.id, lost_problem(job.id, job.redrives))
         log.error("job %s lost %d times: failed", job.id, job.redrives)
         return "failed"
     if step == "ingest":

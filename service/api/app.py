@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from service.api import logs, ratelimit, routes_jobs, routes_ops, routes_projects, routes_web
 from service.api.errors import install_error_handlers
+from service.api.request_metrics import RequestMetrics
 from service.api.uploads import BodySizeLimit
 from service.keys import KeyCache
 from service.settings import get_settings
@@ -33,5 +34,5 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     ratelimit.install(app, settings)  # 429 per key; problem answers documented in OpenAPI
     logs.install()  # tokens redacted; log lines written by a thread, never on the event loop
-    app.add_middleware(routes_ops.RequestMetrics)  # outermost: times every answer, 413s included
+    app.add_middleware(RequestMetrics)  # outermost: times every answer, 413s included
     return app

@@ -77,9 +77,14 @@ def check_auth_failures(request: Request) -> None:
     request.app.state.auth_failures.check(client_address(request))
 
 
+def count_auth_failure(request: Request) -> None:
+    """Count a failed authentication of the caller's address."""
+    request.app.state.auth_failures.failed(client_address(request))
+
+
 def auth_failed(request: Request, problem: ProblemError) -> ProblemError:
     """Count a failed authentication of the caller's address; returns the problem to raise."""
-    request.app.state.auth_failures.failed(client_address(request))
+    count_auth_failure(request)
     return problem
 
 

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections import OrderedDict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sqlalchemy import delete, update
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api import uploads
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
-from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import GroupsPage, JobCreated, JobOut, ThemesPage
-from service.problems import problem
 from service.settings import Settings
-from service.storage.models import Job, JobChunk, utcnow
-from service.storage.repository import NewJob, create_job, groups_page, job_for_tenant, job_metadata, themes_page
+from service.storage.jobs import NewJob, create_job, fail_if_stalled, finished_job, job_metadata, requeue_failed_job
 from service.storage.session import session_scope
+from service.storage.tenancy import job_for_tenant
+from service.storage.themes import groups_page, themes_page
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -101,55 +95,6 @@ def enqueue(celery, job_id: str) -> None:  # type: ignore[no-untyped-def]
         log.warning("job %s stored but not queued (%s): the watchdog will queue it", job_id, type(exc).__name__)
 
 
-class ProgressWatch:
-    """When this process first saw each unfinished job in its current state (status, stage, progress)."""
-
-    def __init__(self, max_jobs: int = 10_000) -> None:
-        self.seen: OrderedDict[str, tuple[tuple, float]] = OrderedDict()
-        self.max_jobs, self.lock = max_jobs, threading.Lock()
-
-    def idle_for(self, job: Job) -> float:
-        """Seconds this process has seen the job without progress (0 on a first look or after any change)."""
-        state, now = (job.status, job.stage, job.progress), time.monotonic()
-        with self.lock:
-            seen = self.seen.get(job.id)
-            if seen is None or seen[0] != state:
-                seen = self.seen[job.id] = (state, now)
-            self.seen.move_to_end(job.id)
-            while len(self.seen) > self.max_jobs:
-                self.seen.popitem(last=False)
-        return now - seen[1]
-
-    def forget(self, job_id: str) -> None:
-        with self.lock:
-            self.seen.pop(job_id, None)
-
-
-WATCH = ProgressWatch()
-
-
-def fail_if_stalled(session: Session, settings: Settings, job: Job) -> None:
-    """Stale-job guard: a queued or running job that shows no progress for longer than a task can take (the hard
-    time limit) plus the broker's redelivery delay (the visibility timeout) lost its worker or its queued task
-    (e.g. a broker restarted without persistence): end it ``failed`` with a problem that says how to retry it."""
-    if job.status not in ("queued", "running"):
-        WATCH.forget(job.id)
-        return
-    window = settings.job_stale_after or settings.job_hard_time_limit + settings.broker_visibility_timeout
-    if WATCH.idle_for(job) <= window:
-        return
-    where = "in the queue" if job.status == "queued" else f"in stage {job.stage or 'ingest'}"
-    body = problem(503, "The job stalled", f"no progress for over {window} s {where}: its worker or the task broker "
-                   f"was lost; POST /v1/jobs/{job.id}/retry runs it again", "job-stalled")  # fmt: skip
-    same_state = (Job.status == job.status, Job.progress == job.progress,
-                  Job.stage.is_(None) if job.stage is None else Job.stage == job.stage)  # fmt: skip
-    session.execute(update(Job).where(Job.id == job.id, *same_state)
-                    .values(status="failed", error=body, finished_at=utcnow()))  # fmt: skip
-    session.commit()
-    session.refresh(job)
-    WATCH.forget(job.id)
-
-
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status, stage and progress")
 async def get_job(job_id: str, tenant: TenantDep, settings: SettingsDep) -> JobOut:
     # The route clients poll: one trip to the thread pool for the whole lookup, the session held only inside it.
@@ -172,19 +117,7 @@ def job_status(settings: Settings, tenant: str, job_id: str) -> JobOut:
     summary="Run a failed job again: same id, back to queued, error cleared (409 unless failed)",
 )
 def retry_job(job_id: str, response: Response, tenant: TenantDep, session: SessionDep, celery: CeleryDep) -> JobCreated:
-    job = job_for_tenant(session, tenant, job_id)
-    requeued = session.execute(
-        update(Job).where(Job.id == job.id, Job.status == "failed")
-        .values(status="queued", stage=None, progress=0.0, error=None, counts={}, n_chunks=0, result=None,
-                started_at=None, finished_at=None, heartbeat_at=utcnow(), owner=None, redrives=0,
-                analyze_sent_at=None)
-    ).rowcount  # fmt: skip
-    session.execute(delete(JobChunk).where(JobChunk.job_id == job.id))
-    session.commit()
-    if not requeued:
-        session.refresh(job)
-        raise ProblemError(409, f"job {job_id} has status {job.status!r}; only a failed job can be retried",
-                           "job-not-failed")  # fmt: skip
+    job = requeue_failed_job(session, tenant, job_id)
     enqueue(celery, job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobCreated(id=job.id, status="queued", project_id=job.project_id)
@@ -202,13 +135,6 @@ def get_job_groups(
     offset = decode_cursor(cursor)
     groups, total = groups_page(session, job, offset, limit)
     return GroupsPage(metadata=job_metadata(job, 0), groups=groups, next_cursor=next_cursor(offset, limit, total))
-
-
-def finished_job(session: Session, tenant: str, job_id: str) -> Job:
-    job = job_for_tenant(session, tenant, job_id)
-    if job.status != "succeeded":
-        raise ProblemError(409, f"job {job_id} has status {job.status!r}; themes exist once it has succeeded", "job-not-done")
-    return job
 
 
 @router.get("/{job_id}/themes", response_model=ThemesPage, summary="The themes as of this job")

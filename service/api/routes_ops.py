@@ -9,9 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from service.api.errors import problem_response
-from service.metrics import RequestMetrics, readiness, render_metrics
-
-__all__ = ["RequestMetrics", "router"]  # RequestMetrics: installed by the app
+from service.metrics import readiness, render_metrics
 
 router = APIRouter(tags=["ops"])
 NO_STORE = {"Cache-Control": "no-store"}

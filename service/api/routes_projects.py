@@ -12,27 +12,14 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import SessionDep, TenantDep
-from service.api.errors import ProblemError
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import GroupsPage, Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
-from service.storage.models import Job
-from service.storage.reporting import publish_reporting
-from service.storage.repository import (
-    edit_theme,
-    groups_page,
-    job_metadata,
-    list_edits,
-    list_projects,
-    merge_themes,
-    project_for_tenant,
-    project_stats,
-    project_summary,
-    theme_detail,
-    theme_members,
-    theme_trends_view,
-    themes_page,
-    unmerge_theme,
-)
+from service.storage.edits import edit_theme, list_edits, merge_themes, unmerge_theme
+from service.storage.jobs import job_metadata
+from service.storage.reporting_schema import EDITED_TABLES, publish_reporting
+from service.storage.stats import project_stats, theme_trends_view
+from service.storage.tenancy import current_job, list_projects, project_for_tenant, project_summary
+from service.storage.themes import groups_page, theme_detail, theme_members, themes_page
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
@@ -40,7 +27,6 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 ThemeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A theme's id")]
 Cursor = Annotated[str | None, Query(max_length=40)]
 IncludeHidden = Annotated[bool, Query(description="Include hidden themes (flagged `hidden: true`)")]
-EDITED_TABLES = ("themes", "document_themes", "theme_trends", "theme_impact")
 
 
 class ThemeEditIn(BaseModel):
@@ -91,13 +77,6 @@ def get_projects(tenant: TenantDep, session: SessionDep, limit: Limit = 50, curs
 @router.get("/{project_id}", response_model=ProjectOut, summary="One project")
 def get_project(project_id: str, tenant: TenantDep, session: SessionDep) -> ProjectOut:
     return ProjectOut(**project_summary(session, project_for_tenant(session, tenant, project_id)))
-
-
-def current_job(session: SessionDep, tenant: str, project_id: str) -> Job:
-    project = project_for_tenant(session, tenant, project_id)
-    if not project.current_job_id:
-        raise ProblemError(409, "the project has no finished job yet", "no-themes-yet")
-    return session.get(Job, project.current_job_id)
 
 
 @router.get("/{project_id}/themes", response_model=ThemesPage, summary="The project's current themes")

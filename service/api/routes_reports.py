@@ -3,7 +3,8 @@
 tools that only take a URL. Report tokens expire, are listed and revoked one by one, and die with the API key that
 made them.
 
-Columns: ``service.storage.reporting.REPORTS`` (schema version 1, sent as ``X-Report-Schema-Version``; docs/bi.md).
+Columns: ``worker.pipeline.output.REPORT_COLUMNS`` (schema version 1, sent as ``X-Report-Schema-Version``;
+docs/bi.md).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
@@ -27,19 +28,23 @@ from service.api.deps import (
     api_key_header,
     auth_failed,
     check_auth_failures,
+    count_auth_failure,
     get_tenant,
 )
 from service.api.errors import ProblemError
-from service.storage.models import Project, utcnow
-from service.storage.reporting import NEEDS_THEMES, SCHEMA_VERSION, columns, parquet_bytes, report_rows, text_cell
-from service.storage.repository import (
+from service.storage.errors import InvalidCredentials
+from service.storage.models import Project
+from service.storage.report_tables import SCHEMA_VERSION, check_report, columns, parquet_bytes, report_rows, text_cell
+from service.storage.report_tokens import (
     create_report_token,
     list_report_tokens,
     project_for_report_token,
-    project_for_tenant,
+    revoke_report_token,
     revoke_report_tokens,
+    token_expiry,
 )
 from service.storage.session import session_scope
+from service.storage.tenancy import project_for_tenant
 from worker.pipeline.csv_cells import safe_cell
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
@@ -63,18 +68,12 @@ async def report_project(request: Request, project_id: str, session: SessionDep,
     try:
         return await run_in_threadpool(project_for_report_token, session, token, project_id,
                                        settings.report_token_max_days)  # fmt: skip
-    except ProblemError as exc:
-        if exc.status_code == 401:
-            auth_failed(request, exc)
+    except InvalidCredentials:
+        count_auth_failure(request)
         raise
 
 
 ReportProject = Annotated[Project, Depends(report_project)]
-
-
-def _check(project: Project, name: str) -> None:
-    if name in NEEDS_THEMES and not project.current_job_id:
-        raise ProblemError(409, "the project has no finished job yet", "no-themes-yet")
 
 
 def _headers(name: str, ext: str) -> dict[str, str]:
@@ -92,7 +91,7 @@ def get_report_csv(
     project: ReportProject,
     bom: Annotated[bool, Query(description="Start with a UTF-8 BOM (for Excel)")] = False,
 ) -> StreamingResponse:
-    _check(project, name)
+    check_report(project, name)
     body = _csv_stream(columns(name), _rows(project.id, name), bom)
     return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=_headers(name, "csv"))
 
@@ -104,7 +103,7 @@ def get_report_csv(
     responses={200: {"content": {"application/vnd.apache.parquet": {}}}},
 )
 async def get_report_parquet(name: ReportName, project: ReportProject) -> Response:
-    _check(project, name)
+    check_report(project, name)
     data = await run_in_threadpool(lambda: parquet_bytes(name, _rows(project.id, name)))
     return Response(data, media_type="application/vnd.apache.parquet", headers=_headers(name, "parquet"))
 
@@ -139,11 +138,9 @@ class ReportTokenList(BaseModel):
 def post_report_token(project_id: str, request: Request, tenant: TenantDep, key_id: ApiKeyIdDep, session: SessionDep,
                       settings: SettingsDep, body: Annotated[ReportTokenIn | None, Body()] = None,
                       ) -> ReportTokenOut:  # fmt: skip
-    days = (body.expires_in_days if body else None) or settings.report_token_days
-    if days > settings.report_token_max_days:
-        raise ProblemError(422, f"expires_in_days: at most {settings.report_token_max_days}", "validation-error")
+    expires_at = token_expiry(body.expires_in_days if body else None, settings.report_token_days,
+                              settings.report_token_max_days)  # fmt: skip
     project = project_for_tenant(session, tenant, project_id)
-    expires_at = utcnow() + timedelta(days=days)
     token, row = create_report_token(session, project, expires_at, api_key_id=key_id)
     session.commit()  # before the answer: the session dependency would commit only after it is sent
     base = str(request.base_url).rstrip("/")
@@ -171,8 +168,7 @@ def delete_report_tokens(project_id: str, tenant: TenantDep, session: SessionDep
 @router.delete("/{project_id}/report-tokens/{prefix}", status_code=204,
                summary="Revoke one report token of this project, by its prefix")  # fmt: skip
 def delete_report_token(project_id: str, prefix: str, tenant: TenantDep, session: SessionDep) -> Response:
-    if not revoke_report_tokens(session, project_for_tenant(session, tenant, project_id), prefix=prefix):
-        raise ProblemError(404, f"no report token {prefix!r} in this project", "report-token-not-found")
+    revoke_report_token(session, project_for_tenant(session, tenant, project_id), prefix)
     session.commit()
     return Response(status_code=204)
 

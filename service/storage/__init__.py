@@ -1,1 +1,1 @@
-"""Storage: SQLAlchemy models, engine/session handling and Alembic migrations."""
+"""Storage: the database models and sessions, and every query and write of the service, in domain terms (no HTTP)."""

@@ -134,7 +134,7 @@ class ThemeRow(Base):
     sentiment_mean: Mapped[float] = mapped_column(Float)
     first_seen_job: Mapped[str] = mapped_column(String(32))
     record: Mapped[dict[str, Any]] = mapped_column()  # the theme in the themes.json schema
-    # After the project's edits and the impact/trend analysis (see repository.refresh_derived): impact, emerging and,
+    # After the project's edits and the impact/trend analysis (see derived.refresh_derived): impact, emerging and,
     # for a theme that others were merged into, its merged size, sentiment, rating, examples; {"merged_into": id} for
     # a theme merged into another. ``size`` and ``sentiment_mean`` above follow it (they order the lists).
     derived: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

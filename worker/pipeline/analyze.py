@@ -19,8 +19,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from worker.pipeline import sentiment
+from worker.pipeline.defaults import DEFAULT_MODEL
 from worker.pipeline.embed_cache import VectorCache
-from worker.pipeline.embed_models import DEFAULT_MODEL, Backend
+from worker.pipeline.embed_models import Backend
 from worker.pipeline.keywords import term_counts
 from worker.pipeline.levels import LevelOptions, all_groups
 from worker.pipeline.output import themes_document
@@ -135,7 +136,7 @@ def analyze(
     """
     from worker.pipeline import train  # torch: imported when an analysis runs
 
-    def report(stage: str) -> Callable[[float], None]:
+    def progress_of(stage: str) -> Callable[[float], None]:
         return (lambda f: progress(stage, f)) if progress else (lambda f: None)
 
     seconds: dict[str, float] = {}
@@ -143,15 +144,15 @@ def analyze(
 
     def start(stage: str) -> None:
         clock[0] = time.perf_counter()
-        report(stage)(0.0)
+        progress_of(stage)(0.0)
 
     def done(stage: str) -> None:
         seconds[stage] = round(time.perf_counter() - clock[0], 3)
-        report(stage)(1.0)
+        progress_of(stage)(1.0)
 
     start("embed")
     if embeddings is None:
-        embedded = embed_documents(documents, options, report("embed"), cache)
+        embedded = embed_documents(documents, options, progress_of("embed"), cache)
     else:
         embedded = Embedded(np.asarray(embeddings, dtype=np.float32), np.arange(len(documents)), 0)
     done("embed")
@@ -162,7 +163,7 @@ def analyze(
     embedded = smooth(embedded, replace(options.smoothing, seed=options.seed), options.device)
     sae = train.train_sae(
         embedded.sae_inputs, n_latents=options.n_latents, k=options.k, seed=options.seed,
-        device=options.device, progress=report("train"), previous=previous_sae,
+        device=options.device, progress=progress_of("train"), previous=previous_sae,
     )  # fmt: skip
     done("train")
     start("themes")

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from worker.pipeline.defaults import DEFAULT_MODEL
+
 DEFAULT_MODEL_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 QUANTIZE = ("none", "int8")

@@ -2,8 +2,8 @@
 
 One dictionary size cuts the comments at one granularity, and gold categories are not all at it: on Banking77 the
 themes of a 128-latent SAE merge 21 intents and split 27 others. SAEs of half and twice the size, trained on the same
-inputs, find what that one size misses (label recovery 0.697 → 0.736 on Banking77 with every set shown,
-docs/benchmarks.md "Round 4"). Their themes are shown around the main ones:
+inputs, find what that one size misses (label recovery with every set shown: ``python -m bench quality``). Their
+themes are shown around the main ones:
 
 - every theme of the half-size SAE becomes a *broader group* (``level`` 2) over the themes mostly inside it;
 - every theme of the double-size SAE becomes a *sub-theme* (``level`` 1) of the theme holding most of its members.

@@ -1,30 +1,74 @@
 """Output stage: themes, groups and documents → the ``themes.json`` object and the output files (``themes.json``,
 ``themes.csv``, ``document_themes.csv``, ``documents.csv``, ``theme_groups.csv``).
 
-The column sets here are the product's output schema (see README). Text cells that a spreadsheet would evaluate as a
-formula are neutralised by the same rule as the API's CSV reports (:mod:`worker.pipeline.csv_cells`).
+The column sets here are the product's output schema (see README), for the CLI's files and the BI report tables
+(``service.storage.report_tables``) alike. Text cells that a spreadsheet would evaluate as a formula are neutralised
+by the same rule as the API's CSV reports (:mod:`worker.pipeline.csv_cells`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from worker.pipeline.csv_cells import safe_cell
-from worker.pipeline.themes import Theme
+
+if TYPE_CHECKING:
+    from worker.pipeline.themes import Theme
 
 DIGITS = 4
-THEMES_COLUMNS = [
-    "theme_id", "label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
-    "rating_mean", "rating_count", "cohesion",
-]  # fmt: skip
+
+# ---------------------------------------------------------------- the output schema
+
+# column → type: int, float, str, bool, date or datetime (the report tables' CSV, Parquet and SQL follow it)
+COLUMN_TYPES: dict[str, str] = {
+    "theme_id": "int", "group_id": "int", "level": "int", "label": "str", "keywords": "str", "size": "int",
+    "share": "float", "sentiment_mean": "float", "negative": "float", "neutral": "float", "positive": "float",
+    "rating_mean": "float", "rating_count": "int", "cohesion": "float", "theme_ids": "str", "kind": "str",
+    "emerging": "bool", "impact_coef": "float", "impact_low": "float", "impact_high": "float",
+    "merged_theme_ids": "str", "original_label": "str",
+    "doc_id": "str", "activation": "float",
+    "text": "str", "sentiment_score": "float", "sentiment_label": "str", "rating": "float", "date": "datetime",
+    "period": "str", "period_start": "date", "documents": "int", "period_documents": "int",
+    "coef": "float", "low": "float", "high": "float", "rated_documents": "int",
+}  # fmt: skip
+# what a theme's row and a group's row share: label … rating_count
+SUMMARY_COLUMNS = ["label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
+                   "rating_mean", "rating_count"]  # fmt: skip
+THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion"]
 DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
+GROUPS_COLUMNS = ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
+
+# Report tables (schema version 1): a CLI file's columns (none for trends and impact), then the report's own ones;
+# columns added to the files after version 1's tables were made (cohesion by migration 0004, kind by 0005) go last,
+# as ALTER TABLE appends them.
+APPENDED_COLUMNS = ["cohesion", "kind"]
+
+
+def _report(file_columns: list[str], own: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """A report table's typed columns: the file's (those added later held back), its own, then the later ones."""
+    appended = [c for c in APPENDED_COLUMNS if c in file_columns]
+    names = [*(c for c in file_columns if c not in appended), *own, *appended]
+    return [(c, COLUMN_TYPES[c]) for c in names]
+
+
+# report table → [(column, type)], in the tables' column order
+REPORT_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "themes": _report(THEMES_COLUMNS, ["emerging", "impact_coef", "impact_low", "impact_high", "merged_theme_ids",
+                                       "original_label"]),
+    "document_themes": _report(DOCUMENT_THEMES_COLUMNS),
+    "documents": _report(DOCUMENTS_COLUMNS),
+    "theme_trends": _report([], ["theme_id", "label", "period", "period_start", "documents", "period_documents",
+                                 "share", "emerging"]),
+    "theme_impact": _report([], ["theme_id", "label", "coef", "low", "high", "rated_documents"]),
+    "theme_groups": _report(GROUPS_COLUMNS),
+}  # fmt: skip
 
 
 def _round(value: float) -> float:
@@ -70,25 +114,17 @@ def themes_document(
     return {"metadata": meta, "themes": records, "groups": group_records}
 
 
+def summary_cells(record: dict[str, Any]) -> tuple:
+    """``SUMMARY_COLUMNS`` (label … rating_count) of a theme or group record, keywords joined by ``; ``."""
+    sentiment, rating = record["sentiment"], record["rating"]
+    return (record["label"], "; ".join(record["keywords"]), record["size"], record["share"], sentiment["mean"],
+            sentiment["negative"], sentiment["neutral"], sentiment["positive"],
+            None if rating is None else rating["mean"], 0 if rating is None else rating["count"])  # fmt: skip
+
+
 def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """``themes.csv``: one row per theme, keywords joined by ``; ``."""
-    rows = [
-        {
-            "theme_id": r["id"],
-            "label": r["label"],
-            "keywords": "; ".join(r["keywords"]),
-            "size": r["size"],
-            "share": r["share"],
-            "sentiment_mean": r["sentiment"]["mean"],
-            "negative": r["sentiment"]["negative"],
-            "neutral": r["sentiment"]["neutral"],
-            "positive": r["sentiment"]["positive"],
-            "rating_mean": None if r["rating"] is None else r["rating"]["mean"],
-            "rating_count": 0 if r["rating"] is None else r["rating"]["count"],
-            "cohesion": r.get("cohesion"),
-        }
-        for r in records
-    ]
+    """``themes.csv``: one row per theme."""
+    rows = [(r["id"], *summary_cells(r), r.get("cohesion")) for r in records]
     return pd.DataFrame(rows, columns=THEMES_COLUMNS)
 
 
@@ -126,7 +162,7 @@ def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     table.insert(1, "level", [r["level"] for r in records])
     table["theme_ids"] = ["; ".join(str(t) for t in r["themes"]) for r in records]
     table["kind"] = [r.get("kind", "union") for r in records]
-    return table
+    return table[GROUPS_COLUMNS]
 
 
 def write_output_files(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:

@@ -7,9 +7,8 @@ The offline default is the mean of two scores, labelled with VADER's published �
   words of service failure (delayed, cancelled, lost, refund, ...) are negative;
 - the comment's embedding's similarity to positive minus negative anchor sentences (:func:`anchor_scores`).
 
-Measured (docs/benchmarks.md, 3-class accuracy, plain VADER → this): airline tweets 0.489 → 0.604, SemEval 2014
-0.653 → 0.700, clothing 0.775 → 0.775, held-out SemEval 2016 laptops 0.615 → 0.742, restaurants 0.659 → 0.783,
-hotels 0.700 → 0.821; per-theme Spearman against SemEval gold 0.795 → 0.843.
+Accuracy against plain VADER: ``python -m bench sentiment`` and ``python -m bench theme-sentiment``
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -96,50 +95,3 @@ def aggregate(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     for name in LABELS:
         out[name] = float(np.sum(labels == name) / n)
     return out
-
-
-#: Rated rows needed (and at least two classes among them) before :func:`calibrate_on_ratings` trains a head.
-MIN_RATED = 50
-
-
-def rating_classes(ratings: np.ndarray) -> np.ndarray:
-    """3-class labels from numeric ratings on their own scale: the bottom 40 % of the range negative, the top
-    40 % positive, the middle neutral (1–5 stars: 1–2 negative, 3 neutral, 4–5 positive); NaN → ``None``."""
-    r = np.asarray(ratings, dtype=float)
-    out = np.full(len(r), None, dtype=object)
-    ok = ~np.isnan(r)
-    if not ok.any():
-        return out
-    lo, hi = float(np.nanmin(r)), float(np.nanmax(r))
-    span = max(hi - lo, 1e-9)
-    pos = (r[ok] - lo) / span
-    out[ok] = np.where(pos < 0.4, "negative", np.where(pos > 0.6, "positive", "neutral"))
-    return out
-
-
-def calibrate_on_ratings(
-    embeddings: np.ndarray, vader_scores: np.ndarray, ratings: np.ndarray, min_rated: int = MIN_RATED
-) -> dict[str, np.ndarray | bool]:
-    """Sentiment calibrated on an upload's own rating column.
-
-    A logistic head on ``[embedding, VADER compound]`` is trained on the rows that have a rating (classes from
-    :func:`rating_classes`) and scores every row: ``scores`` = P(positive) − P(negative) in [-1, 1], ``labels``
-    the most probable class. With fewer than ``min_rated`` rated rows or a single class among them, the VADER
-    scores and labels are returned unchanged (``calibrated`` False).
-    """
-    vader_scores = np.asarray(vader_scores, dtype=np.float32)
-    classes = rating_classes(ratings)
-    rated = np.flatnonzero(classes != None)  # noqa: E711
-    if len(rated) < min_rated or len(set(classes[rated])) < 2:
-        return {"scores": vader_scores, "labels": label_scores(vader_scores), "calibrated": False}
-    from sklearn.linear_model import LogisticRegression
-
-    features = np.hstack([np.asarray(embeddings, dtype=np.float32), vader_scores[:, None]])
-    head = LogisticRegression(C=1.0, max_iter=1000).fit(features[rated], classes[rated].astype(str))
-    proba = head.predict_proba(features)
-    col = {c: i for i, c in enumerate(head.classes_)}
-    p_pos = proba[:, col["positive"]] if "positive" in col else 0.0
-    p_neg = proba[:, col["negative"]] if "negative" in col else 0.0
-    scores = np.clip(p_pos - p_neg, -1, 1).astype(np.float32)
-    labels = head.classes_[proba.argmax(axis=1)].astype(object)
-    return {"scores": scores, "labels": labels, "calibrated": True}

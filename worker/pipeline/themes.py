@@ -1,6 +1,6 @@
 """Themes stage: SAE feature activations → themes a person can read.
 
-A theme is a live SAE feature (or a group of near-duplicate features merged for display, named by the lowest
+A theme is a live SAE feature (or several near-duplicate features shown as one, named by the lowest
 feature index so ids stay stable). A comment is a member of a feature when its activation exceeds a per-feature
 threshold (a share of the feature's highest activation); a comment may belong to several themes.
 """
@@ -23,13 +23,13 @@ class ThemeOptions:
 
     rel_threshold: float = 0.5  # member when activation > rel_threshold × the feature's max activation
     min_size: int | None = None  # default: max(3, 0.5% of documents)
-    merge_cosine: float = 0.9  # merge features whose decoder directions are this similar …
-    merge_jaccard: float = 0.5  # … or whose member sets overlap this much
+    duplicate_cosine: float = 0.9  # one theme for features whose decoder directions are this similar …
+    duplicate_jaccard: float = 0.5  # … or whose member sets overlap this much
     n_keywords: int = 8
     n_examples: int = 5
     example_similarity: float = 0.95  # skip an example this similar to one already chosen
-    # Parent themes / theme groups (see :func:`parent_themes`): cut at n_themes // level groups for each level. The
-    # level 32 (a handful of very broad groups) took coarse-gold label recovery up by 0.005–0.037 (docs/benchmarks.md).
+    # Parent themes / theme groups (see :func:`parent_themes`): cut at n_themes // level groups for each level; the
+    # level 32 gives a handful of very broad groups, which coarse gold categories match.
     parent_levels: tuple[int, ...] = (2, 4, 8, 16, 32)
     parent_dedupe_jaccard: float = 0.9  # drop a parent whose members are this close to a theme or parent shown
 
@@ -86,8 +86,9 @@ def feature_memberships(acts: sp.csr_matrix, rel_threshold: float) -> sp.csc_mat
     return members
 
 
-def merge_groups(members: sp.csc_matrix, decoder: np.ndarray, live: np.ndarray, options: ThemeOptions) -> list[list[int]]:
-    """Groups of live features to show as one theme: near-parallel decoder columns or overlapping members."""
+def duplicate_features(members: sp.csc_matrix, decoder: np.ndarray, live: np.ndarray,
+                       options: ThemeOptions) -> list[list[int]]:  # fmt: skip
+    """Sets of live features to show as one theme: near-parallel decoder columns or overlapping members."""
     parent = {int(f): int(f) for f in live}
 
     def find(f: int) -> int:
@@ -104,7 +105,7 @@ def merge_groups(members: sp.csc_matrix, decoder: np.ndarray, live: np.ndarray, 
         inter = np.asarray((binary.T @ binary).todense())
         sizes = np.diag(inter)
         jaccard = inter / np.maximum(sizes[:, None] + sizes[None, :] - inter, 1.0)
-        close = (cosine >= options.merge_cosine) | (jaccard >= options.merge_jaccard)
+        close = (cosine >= options.duplicate_cosine) | (jaccard >= options.duplicate_jaccard)
         for a, b in zip(*np.nonzero(np.triu(close, k=1))):
             ra, rb = find(int(live[a])), find(int(live[b]))
             if ra != rb:
@@ -126,7 +127,7 @@ def build_themes(
     sizes = np.diff(members.indptr)
     live = np.flatnonzero(sizes >= options.resolved_min_size(n_docs))
     themes = []
-    for group in merge_groups(members, decoder, live, options):
+    for group in duplicate_features(members, decoder, live, options):
         block = members[:, group]
         activation = np.asarray(block.max(axis=1).todense()).ravel()
         rows = np.flatnonzero(activation > 0)
@@ -143,7 +144,7 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
     (member Jaccard ≥ ``parent_dedupe_jaccard``) to a theme or an earlier parent are dropped. A parent's ``id`` is
     its lowest feature index, so it can coincide with a child's: parents belong in a list of their own. Each
     parent carries its children's theme ids (``themes``) and the level it was cut at (``level``).
-    On coarse gold labels this is what recovers them (SemEval categories: label F1 0.18 → 0.52, docs/benchmarks.md).
+    On coarse gold labels (SemEval categories) this is what recovers them (``python -m bench quality``).
     """
     if len(themes) < 4 or not options.parent_levels:
         return []
@@ -228,8 +229,8 @@ def cohesion(rows: np.ndarray, neighbours: np.ndarray) -> float:
     """Share of the members' nearest neighbours that are members too (``rows``: the members' rows in
     ``neighbours``, one row of neighbour indices per text; repeats count once).
 
-    It says how real a theme is: on the labelled sets the quarter of themes with the lowest cohesion was found again
-    by another seed 8–71 % of the time, the highest quarter 83–100 % (docs/benchmarks.md)."""
+    It says how real a theme is: on the labelled sets themes of low cohesion are found again by another seed far
+    less often than themes of high cohesion (docs/benchmarks.md)."""
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     if len(rows) == 0 or neighbours.shape[1] == 0:
         return 0.0

@@ -56,7 +56,3 @@ def sae_summary(sae: SparseAutoencoder) -> dict[str, float | int]:
         "dead_fraction": round(float(m["dead_fraction"]), 4),
     }
 
-
-def decoder_of(sae: SparseAutoencoder) -> np.ndarray:
-    """The SAE's decoder directions as a (d, n_latents) float32 array."""
-    return sae.decoder_directions()

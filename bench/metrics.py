@@ -1,4 +1,5 @@
-"""Theme-quality metrics: pure functions of member sets (one array of document rows per theme) and gold labels.
+"""Theme-quality metrics: pure functions of member sets (one array of document rows per theme) and gold labels
+(what ``python -m bench quality``, ``incremental``, ``theme-sentiment``, ``sentiment`` and ``perf`` report).
 
 Definitions (docs/benchmarks.md repeats them):
 

@@ -1,15 +1,29 @@
-"""The theme-quality harness: run systems over seeds on one labelled set's cached embeddings and score them."""
+"""Theme quality on a labelled set: run systems (``bench.systems``: the product's SAE path, k-means, BERTopic) over
+seeds on the set's cached embeddings and score their themes against the gold labels (``bench.metrics``): label
+recovery, theme precision, theme count, outliers, micro-F1 (multi-label sets), stability across seeds, seconds per run.
+
+    python -m bench quality --dataset banking77 [--systems sae,kmeans,bertopic] [--seeds 0,1,2] [--json OUT]
+    python -m bench quality --csv FILE --label-column COL [--label-sep ";"] [--text-column text]
+
+Prints a markdown table (one row per system; the SAE gets two: its themes, and its themes with every group the
+product shows beside them). Needs ``../shared/data`` (or ``--csv``); ``--systems bertopic`` needs ``.[bench]``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from worker.benchmarks import metrics
-from worker.benchmarks.datasets import LabelledSet
-from worker.benchmarks.systems import run_system
+from bench import datasets, metrics
+from bench.datasets import LabelledSet
+from bench.systems import run_system
 
 COLUMNS = ("system", "label_recovery", "share_ge_0.5", "theme_precision", "n_themes", "outliers", "micro_f1",
            "stability", "seconds")  # fmt: skip
@@ -91,3 +105,39 @@ def markdown_table(results: dict[str, Any]) -> str:
                 cells.append(f"{v:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", help=f"one of {', '.join(datasets.DATASETS)} (../shared/data)")
+    parser.add_argument("--csv", type=Path, help="a labelled CSV instead of --dataset")
+    parser.add_argument("--text-column", default="text", help="text column of --csv (default text)")
+    parser.add_argument("--label-column", help="gold label column of --csv")
+    parser.add_argument("--label-sep", help="separator of several labels in one cell")
+    parser.add_argument("--systems", default="sae,kmeans,bertopic",
+                        help="comma-separated: sae[:param=value;...], kmeans[:k=N], bertopic (default all three)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (stability needs two or more)")
+    parser.add_argument("--cache-dir", type=Path, help="embedding cache folder (default data/bench-cache)")
+    parser.add_argument("--json", dest="json_out", type=Path, help="write all figures as JSON here")
+    args = parser.parse_args(argv)
+    if (args.dataset is None) == (args.csv is None):
+        parser.error("give exactly one of --dataset or --csv")
+    if args.csv is not None and not args.label_column:
+        parser.error("--csv needs --label-column")
+    try:
+        data = (datasets.load(args.dataset) if args.dataset
+                else datasets.from_csv(args.csv, args.text_column, args.label_column, args.label_sep))  # fmt: skip
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    X = datasets.embed(data.texts, args.cache_dir)
+    print(f"{data.note}; embedded in {time.perf_counter() - start:.1f}s", flush=True)
+    result = run_quality(data, X, [s.strip() for s in args.systems.split(",") if s.strip()],
+                         [int(s) for s in args.seeds.split(",") if s.strip()],
+                         log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+    print(markdown_table(result))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1, default=float))
+    return 0

@@ -1,4 +1,5 @@
-"""Loaders for the labelled data sets in ``../shared/data`` and for any labelled CSV.
+"""Loaders for the labelled data sets in ``../shared/data`` and for any labelled CSV (the data of ``python -m bench
+quality``, ``sentiment``, ``theme-sentiment``, ``incremental`` and ``perf``), and their cached embeddings.
 
 Every loader returns a :class:`LabelledSet`: texts, gold labels per text (a list: several for SemEval), and where
 the source has it a 3-class sentiment per text (``negative`` / ``neutral`` / ``positive``) and a rating.
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 DATASETS = ("banking77", "airline", "semeval", "clothing")
 #: Clothing reviews are subsampled (fixed seed) to keep CPU embedding time reasonable.
 CLOTHING_SAMPLE = 4_000
@@ -41,7 +43,7 @@ def data_dir() -> Path:
     env = os.environ.get("FEEDBACK_THEMES_BENCH_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return ROOT.parent / "shared" / "data"
 
 
 def _need(path: Path) -> Path:
@@ -169,21 +171,19 @@ def from_csv(path: str | Path, text_column: str, label_column: str, label_sep: s
 
 
 def embed(texts: list[str], cache_dir: str | Path | None = None, model: str | None = None) -> np.ndarray:
-    """MiniLM embeddings (unit rows), one per text, through the project's on-disk cache."""
-    from service.settings import DEFAULT_MODEL
-    from worker.pipeline.embed import EmbeddingCache, embed_texts, unique_texts
+    """MiniLM embeddings (unit rows), one per text, through an on-disk cache (default ``data/bench-cache``)."""
+    from worker.pipeline.defaults import DEFAULT_MODEL
+    from worker.pipeline.embed import embed_texts, unique_texts
+    from worker.pipeline.embed_cache import EmbeddingCache
 
     model = model or DEFAULT_MODEL
-    cache_dir = Path(cache_dir) if cache_dir else Path(__file__).resolve().parents[2] / "data" / "bench-cache"
-    import inspect
-
+    cache_dir = Path(cache_dir) if cache_dir else ROOT / "data" / "bench-cache"
     unique, inverse = unique_texts(texts)
     # Plain torch float32 MiniLM, whatever the embedding backend setting: every system gets the same vectors,
     # and the cache keeps them under the bare model name.
-    extra = {"backend": "torch"} if "backend" in inspect.signature(embed_texts).parameters else {}
     cache = EmbeddingCache(cache_dir)
     try:
-        vectors, _ = embed_texts(unique, model, device="cpu", batch_size=64, cache=cache, **extra)
+        vectors, _ = embed_texts(unique, model, device="cpu", batch_size=64, cache=cache, backend="torch")
     finally:
         cache.close()
     return vectors[inverse]

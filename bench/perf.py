@@ -1,24 +1,33 @@
-"""``feedback-themes bench perf``: speed and memory figures, each measured beside its baseline in the same run.
+"""Speed and memory figures, each measured beside its baseline in the same run.
+
+    python -m bench perf [--quick] [--sections embed,quality,cache,scale,upload] [--json OUT]
+    python -m bench perf bertopic-scale N OUT.json [TIMEOUT]   # ours vs BERTopic at one size (background run)
+    python -m bench gpu [--cpu-dry-run] [--quick] [--json OUT] # the GPU figures (bench/gpu.sh runs this)
 
 Sections (``--quick`` shrinks every one so the whole run takes under ~3 minutes):
 
 - ``embed``: texts/s of each embedding backend against plain ``SentenceTransformer.encode`` (fp32, batch 32) on
   the same texts (long reviews, ~120-character reviews, Banking77 queries), timed interleaved (A, B, A, B …), with
   mean / min cosine to the fp32 vectors.
-- ``quality``: label recovery (mean best-theme F1 per gold label, ``worker.benchmarks.metrics``) of the SAE themes
-  on fp32 vectors and on the fast backend's vectors, same seeds (Banking77 test, clothing sample).
+- ``quality``: label recovery (mean best-theme F1 per gold label, ``bench.metrics``) of the themes of the
+  product's analysis (``bench.systems.run_sae``) on fp32 vectors and on the fast backend's vectors, same seeds
+  (Banking77 test, clothing sample).
 - ``cache``: embedding stage on a re-uploaded file (warm cache) against the first upload (cold); duplicates.
-- ``scale``: ``train_sae`` + themes (activations, ``build_themes``, keywords) at 10k / 100k / 1M rows, each in a
-  child process (wall time, peak RSS). Rows past the real ones are real embeddings plus Gaussian noise,
-  renormalised, memory-mapped from disk; their texts are the texts of the rows they derive from.
+- ``scale``: the product's analysis after embedding (:func:`worker.pipeline.analyze.analyze` given the embeddings,
+  sentiment preset: smoothing, SAE, themes, groups with the level SAEs, themes.json) at 10k / 100k / 1M rows, each in
+  a child process: seconds of smoothing, SAE training and the themes stage (themes, groups, themes.json), peak RSS.
+  Rows past the real ones are real embeddings plus Gaussian noise, renormalised, memory-mapped from disk; their
+  texts are the texts of the rows they derive from.
 - ``bertopic``: BERTopic ``fit_transform`` (its defaults, given the same embeddings) in a child process, bounded.
 - ``upload``: peak RSS of a ``feedback-themes api`` process while a generated ~190 MB CSV is uploaded.
 
-The GPU figures (``gpu_benchmark``) run from ``bench/gpu.sh``; ``--cpu-dry-run`` runs the same code on the CPU.
+The GPU figures (:func:`gpu_benchmark`, ``python -m bench gpu``) run from ``bench/gpu.sh``; ``--cpu-dry-run`` runs
+the same code on the CPU.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,13 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Log = Callable[[str], None]
 
@@ -77,7 +86,7 @@ def _reviews() -> list[str]:
 
     import pandas as pd
 
-    from worker.benchmarks.datasets import _need, data_dir
+    from bench.datasets import _need, data_dir
 
     df = pd.read_csv(_need(data_dir() / "womens_clothing_reviews" / "reviews.csv"))
     texts = df["Review Text"].dropna().astype(str).map(html.unescape)
@@ -86,7 +95,7 @@ def _reviews() -> list[str]:
 
 def text_sets(quick: bool) -> dict[str, list[str]]:
     """Fixed-seed text sets: long reviews (≥400 characters, mean ~470), medium (100-140), Banking77 queries."""
-    from worker.benchmarks.datasets import banking77
+    from bench.datasets import banking77
 
     reviews = np.array(_reviews(), dtype=object)
     lengths = np.array([len(t) for t in reviews])
@@ -101,7 +110,8 @@ def text_sets(quick: bool) -> dict[str, list[str]]:
 
 def _embed_cached(texts: list[str], backend: Any) -> np.ndarray:
     """Embeddings through the shared benchmark cache (``data/bench-cache``; the key includes the backend)."""
-    from worker.pipeline.embed import EmbeddingCache, embed_texts, unique_texts
+    from worker.pipeline.embed import embed_texts, unique_texts
+    from worker.pipeline.embed_cache import EmbeddingCache
 
     unique, inverse = unique_texts(texts)
     cache = EmbeddingCache(bench_cache_dir())
@@ -114,7 +124,9 @@ def _embed_cached(texts: list[str], backend: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- embedding speed
 def _variants(names: list[str]) -> dict[str, Any]:
-    from worker.pipeline.embed import resolve_backend
+    """The named backends, int8 calibrated on the packaged reviews as the product calibrates it."""
+    from worker.analysis_options import CALIBRATION_CSV
+    from worker.pipeline.embed_models import resolve_backend
 
     table = {
         "torch-fp32": ("torch", "none"),
@@ -123,7 +135,7 @@ def _variants(names: list[str]) -> dict[str, Any]:
         "onnx-fp32": ("onnx", "none"),
         "onnx-int8": ("onnx", "int8"),
     }
-    return {n: resolve_backend(MODEL, "cpu", *table[n]) for n in names}
+    return {n: resolve_backend(MODEL, "cpu", *table[n], calibration_csv=CALIBRATION_CSV) for n in names}
 
 
 def section_embed(quick: bool, log: Log, variants: list[str] | None = None) -> dict[str, Any]:
@@ -163,16 +175,16 @@ def section_embed(quick: bool, log: Log, variants: list[str] | None = None) -> d
 
 
 # ---------------------------------------------------------------------------------------------- label recovery
-def _recovery(X: np.ndarray, labels: list[list[str]], seed: int) -> float:
-    from worker.benchmarks.metrics import label_recovery
-    from worker.benchmarks.systems import run_sae
+def _recovery(X: np.ndarray, texts: list[str], labels: list[list[str]], seed: int) -> float:
+    from bench.metrics import label_recovery
+    from bench.systems import run_sae
 
-    themes, _ = run_sae(X, seed)
+    themes, _ = run_sae(X, seed, texts)
     return float(label_recovery(themes, labels)["mean_f1"])
 
 
 def section_quality(quick: bool, log: Log, fast: str = "openvino-fp32", extra: list[str] | None = None) -> dict:
-    from worker.benchmarks.datasets import banking77, clothing
+    from bench.datasets import banking77, clothing
 
     names = ["torch-fp32", fast] + [e for e in (extra or []) if e != fast]
     backends = _variants(names)
@@ -182,7 +194,7 @@ def section_quality(quick: bool, log: Log, fast: str = "openvino-fp32", extra: l
         vectors = {n: _embed_cached(data.texts, be) for n, be in backends.items()}
         row: dict[str, Any] = {"n": len(data.texts)}
         for name, X in vectors.items():
-            scores = [_recovery(X, data.labels, s) for s in seeds]
+            scores = [_recovery(X, data.texts, data.labels, s) for s in seeds]
             c = (X * vectors["torch-fp32"]).sum(1)
             row[name] = {"label_recovery": round(float(np.mean(scores)), 4), "per_seed": [round(s, 4) for s in scores],
                          "cosine_mean": round(float(c.mean()), 4), "cosine_min": round(float(c.min()), 4)}  # fmt: skip
@@ -199,16 +211,17 @@ def section_cache(quick: bool, log: Log) -> dict[str, Any]:
     import pandas as pd
 
     from worker.pipeline.analyze import AnalysisOptions, embed_documents
+    from worker.pipeline.embed_cache import EmbeddingCache
 
     reviews = _reviews()[: 300 if quick else 2000]
     docs = pd.DataFrame({"text": reviews + reviews[: len(reviews) // 2]})  # a third of the rows repeat a text
     with tempfile.TemporaryDirectory() as tmp:
-        options = AnalysisOptions(device="cpu", cache_dir=Path(tmp))
+        options = AnalysisOptions(device="cpu")
         start = time.perf_counter()
-        first = embed_documents(docs, options)
+        first = embed_documents(docs, options, cache=EmbeddingCache(Path(tmp)))  # closed by embed_documents
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        second = embed_documents(docs, options)
+        second = embed_documents(docs, options, cache=EmbeddingCache(Path(tmp)))
         warm = time.perf_counter() - start
     same = bool(np.array_equal(first.vectors, second.vectors))
     result = {"rows": len(docs), "distinct": len(first.vectors), "encoded_first": first.n_encoded,
@@ -222,12 +235,12 @@ def section_cache(quick: bool, log: Log) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- scale
 def _real_base(log: Log) -> tuple[np.ndarray, list[str]]:
     """Real embeddings with their texts: Banking77 test + clothing sample + airline tweets (fp32, cached)."""
-    from worker.benchmarks.datasets import airline_sentiment, banking77, clothing
+    from bench.datasets import airline_sentiment, banking77, clothing
+    from worker.pipeline.embed_models import resolve_backend
 
     texts: list[str] = []
     for data in (banking77(), clothing(), airline_sentiment()):
         texts += data.texts
-    from worker.pipeline.embed import resolve_backend
 
     X = _embed_cached(texts, resolve_backend(MODEL, "cpu", "torch"))
     log(f"scale: {len(X)} real embeddings (Banking77 test, clothing sample, airline tweets)")
@@ -254,8 +267,8 @@ def synthetic(base: np.ndarray, n: int, path: Path, seed: int = 0, noise: float 
 
 
 def _child(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``python -m worker.benchmarks.perf ARGS`` and read its last JSON line (``{"error"}`` on failure)."""
-    cmd = [sys.executable, "-m", "worker.benchmarks.perf", *args]
+    """Run ``python -m bench.perf ARGS`` and read its last JSON line (``{"error"}`` on failure)."""
+    cmd = [sys.executable, "-m", "bench.perf", *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -272,41 +285,47 @@ def _peak_rss_mb() -> float:
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
-    """Child: SAE + themes on the memory-mapped embeddings (texts per row from ``texts_path``)."""
-    import pandas as pd
+class StageClock:
+    """A ``progress`` callback for :func:`~worker.pipeline.analyze.analyze` that notes when each call came: the
+    ``train`` stage starts with smoothing and calls again with 0.0 when the SAE starts fitting."""
 
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, float]] = []
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.calls.append((stage, fraction, time.perf_counter()))
+
+    def smoothing_seconds(self) -> float | None:
+        starts = [t for stage, f, t in self.calls if stage == "train" and f == 0.0]
+        return starts[1] - starts[0] if len(starts) >= 2 else None
+
+
+def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
+    """Child: the product's analysis of the memory-mapped embeddings (texts per row from ``texts_path``; sentiment
+    preset, so no model is loaded): smoothing, SAE, themes, groups with the level SAEs, themes.json."""
+    from bench.systems import unscored_documents
     from sae.trainer import warm_up
-    from worker.pipeline.analyze import Embedded, count_terms, find_groups, find_themes, smooth
-    from worker.pipeline.levels import LevelOptions
-    from worker.pipeline.smooth import SmoothOptions
-    from worker.pipeline.themes import ThemeOptions
-    from worker.pipeline.train import train_sae
+    from worker.pipeline.analyze import AnalysisOptions, analyze
 
     warm_up()  # as a worker process does when it starts (worker.tasks.warm_up_pool_process), before any job
 
     X = np.load(emb_path, mmap_mode="r")
-    texts = json.loads(Path(texts_path).read_text())
-    docs = pd.DataFrame({"text": texts, "sentiment_score": 0.0, "sentiment_label": "neutral", "rating": np.nan})
+    docs = unscored_documents(len(X), json.loads(Path(texts_path).read_text()))
     rss0 = _peak_rss_mb()
+    clock = StageClock()
     start = time.perf_counter()
-    embedded = smooth(Embedded(X, np.arange(len(X)), 0), SmoothOptions())
-    smoothed = time.perf_counter()
-    sae = train_sae(embedded.sae_inputs, seed=0, device="cpu")
-    trained = time.perf_counter()
-    terms = count_terms(docs)
-    themes = find_themes(sae, embedded, docs, ThemeOptions(), terms)
-    described = time.perf_counter()
-    groups = find_groups(sae, themes, embedded, docs, ThemeOptions(), terms, LevelOptions())
+    analysis = analyze(docs, AnalysisOptions(device="cpu", seed=0), progress=clock, embeddings=X)
     done = time.perf_counter()
-    return {"n": len(X), "smooth_s": round(smoothed - start, 2), "train_s": round(trained - smoothed, 2),
-            "themes_s": round(described - trained, 2), "groups_s": round(done - described, 2),
-            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
+    sae, seconds, smooth_s = analysis.sae, analysis.seconds, clock.smoothing_seconds()
+    train_s = seconds["train"] - (smooth_s or 0.0)
+    return {"n": len(X), "smooth_s": None if smooth_s is None else round(smooth_s, 2),
+            "train_s": round(train_s, 2), "themes_s": round(seconds["themes"], 2),
+            "n_sub_themes": sum(g.kind == "sub_theme" for g in analysis.groups),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "rss_before_mb": round(rss0, 1), "n_themes": len(themes), "n_groups": len(groups),
+            "rss_before_mb": round(rss0, 1), "n_themes": len(analysis.themes), "n_groups": len(analysis.groups),
             "n_latents": sae.n_latents_, "k": sae.k_,
             "epochs": sae.epochs_, "samples": int(sae.n_steps_ * sae.batch_size_), "fvu": round(sae.metrics_["fvu"], 4),
-            "samples_per_s": round(sae.n_steps_ * sae.batch_size_ / max(trained - smoothed, 1e-9))}  # fmt: skip
+            "samples_per_s": round(sae.n_steps_ * sae.batch_size_ / max(train_s, 1e-9))}  # fmt: skip
 
 
 def run_bertopic(emb_path: str, texts_path: str) -> dict[str, Any]:
@@ -421,14 +440,15 @@ def _vm(pid: int, field: str) -> float | None:
 
 # ---------------------------------------------------------------------------------------------- GPU
 def _gpu_texts() -> list[str]:
-    """The real clothing reviews when the data folder is there, else review-length texts (~460 characters) made
-    by joining the packaged sample reviews (the GPU machine has no data folder)."""
+    """The real clothing reviews when the data folder is there, else review-length texts made by joining ten of the
+    packaged sample reviews at a time (the GPU machine has no data folder)."""
     try:
         return _reviews()
     except FileNotFoundError:
-        from worker.pipeline.embed import calibration_texts
+        from worker.analysis_options import CALIBRATION_CSV
+        from worker.pipeline.embed_export import calibration_texts
 
-        sample = calibration_texts()[:166]
+        sample = calibration_texts(str(CALIBRATION_CSV))[:166]
         return [" ".join(sample[(i + j) % len(sample)] for j in range(10)) for i in range(len(sample))]
 
 
@@ -440,7 +460,8 @@ def gpu_benchmark(device: str = "cuda", quick: bool = False, log: Log = print) -
     import torch
 
     from sae import SparseAutoencoder
-    from worker.pipeline.embed import encode, resolve_backend
+    from worker.pipeline.embed import encode
+    from worker.pipeline.embed_models import resolve_backend
 
     cuda = device.startswith("cuda")
     reviews = _gpu_texts()
@@ -510,13 +531,16 @@ def run_perf(quick: bool = False, sections: list[str] | None = None, log: Log = 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("_ours", "_bertopic"):
+    if argv and argv[0] in ("_ours", "_bertopic"):  # a child process of the scale section
         fn = run_ours if argv[0] == "_ours" else run_bertopic
         print(json.dumps(fn(argv[1], argv[2])))
         return 0
     if argv and argv[0] == "bertopic-scale":  # background: ours vs BERTopic at one size, JSON to argv[2]
+        if len(argv) < 3:
+            print("usage: python -m bench perf bertopic-scale N OUT.json [TIMEOUT]", file=sys.stderr)
+            return 2
         n, target = int(argv[1]), Path(argv[2])
         with tempfile.TemporaryDirectory() as tmp:
             paths = prepare_scale([n], Path(tmp), print)
@@ -526,14 +550,35 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(json.dumps(record, indent=1))
         print(json.dumps(record))
         return 0
-    if argv and argv[0] == "gpu":
-        dry = "--cpu-dry-run" in argv or os.environ.get("FEEDBACK_THEMES_CPU_DRY_RUN") == "1"
-        result = gpu_benchmark("cpu" if dry else "cuda", quick="--quick" in argv)
-        if "--json" in argv:
-            Path(argv[argv.index("--json") + 1]).write_text(json.dumps(result, indent=1))
-        return 0
-    print("usage: python -m worker.benchmarks.perf gpu [--cpu-dry-run] | bertopic-scale N OUT.json [TIMEOUT]")
-    return 2
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: under ~3 minutes")
+    parser.add_argument("--sections", default="", help="comma-separated: embed, quality, cache, scale, upload "
+                        "(default all)")  # fmt: skip
+    parser.add_argument("--json", dest="json_out", type=Path, help="write all figures as JSON here")
+    args = parser.parse_args(argv)
+    result = run_perf(quick=args.quick, sections=[s.strip() for s in args.sections.split(",") if s.strip()] or None,
+                      log=lambda line: print(line, flush=True))  # fmt: skip
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+def gpu_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench gpu``: :func:`gpu_benchmark` on CUDA (or, dry run, on the CPU)."""
+    description = "The GPU figures (what bench/gpu.sh runs). " + (gpu_benchmark.__doc__ or "")
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-dry-run", action="store_true", help="the same code paths on the CPU, tiny sizes "
+                        "(also with FEEDBACK_THEMES_CPU_DRY_RUN=1)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="small sizes on CUDA too (with the CPU agreement check)")
+    parser.add_argument("--json", dest="json_out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    dry = args.cpu_dry_run or os.environ.get("FEEDBACK_THEMES_CPU_DRY_RUN") == "1"
+    result = gpu_benchmark("cpu" if dry else "cuda", quick=args.quick)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":

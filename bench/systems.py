@@ -1,0 +1,147 @@
+"""Theme-finding systems behind one interface: ``run_system(spec, embeddings, texts, seed, n_gold) -> SystemResult``
+(what ``python -m bench quality --systems ...`` runs).
+
+Every system gets the same precomputed embeddings and returns the member rows of each theme it would show.
+
+- ``sae``: the product's path, :func:`worker.pipeline.analyze.analyze` given the embeddings (smoothing → SAE →
+  themes → groups, default :class:`~worker.pipeline.analyze.AnalysisOptions` on the CPU). Parameters after a colon,
+  separated by ``;``, override the defaults: any field of :class:`~worker.pipeline.themes.ThemeOptions` (e.g.
+  ``sae:min_size=10``) or :class:`~worker.pipeline.smooth.SmoothOptions` (``sae:n_neighbors=0`` turns smoothing
+  off), the SAE's ``n_latents`` and ``k``; ``levels=0`` leaves out the broader groups and sub-themes of the half-
+  and double-size SAEs (``worker.pipeline.levels``); ``min_cohesion=0.4`` (research only: the product shows every
+  theme with its cohesion) leaves out the themes below that cohesion, the groups then being those of the themes
+  kept. Two rows: ``sae`` (the themes) and ``sae+groups`` (the themes with every group the product shows beside
+  them).
+- ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
+  documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
+- ``bertopic``: BERTopic 0.17 with its defaults (UMAP seeded for reproducibility), embeddings passed to
+  ``fit_transform``; topic -1 (outliers) is not a theme.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class SystemResult:
+    themes: list[np.ndarray]
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"sae:n_latents=128;levels=0"`` → ``("sae", {"n_latents": "128", "levels": "0"})``."""
+    name, _, rest = spec.partition(":")
+    params = dict(p.split("=", 1) for p in rest.split(";") if p) if rest else {}
+    return name.strip(), params
+
+
+def run_system(spec: str, X: np.ndarray, texts: list[str], seed: int, n_gold_labels: int) -> SystemResult:
+    name, params = parse_spec(spec)
+    start = time.perf_counter()
+    if name == "sae":
+        themes, info = run_sae(X, seed, texts, **params)
+    elif name == "kmeans":
+        k = int(params.get("k", n_gold_labels))
+        themes, info = run_kmeans(X, seed, k)
+    elif name == "bertopic":
+        themes, info = run_bertopic(X, texts, seed)
+    else:
+        raise ValueError(f"unknown system {name!r}: sae, kmeans or bertopic")
+    return SystemResult(themes, time.perf_counter() - start, info)
+
+
+#: SAE parameters of ``sae:...`` specs: the :class:`~worker.pipeline.analyze.AnalysisOptions` fields they set.
+SAE_PARAMS = ("n_latents", "k")
+
+
+def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
+            **params: str) -> tuple[list[np.ndarray], dict[str, Any]]:  # fmt: skip
+    """The product's analysis of ``X`` (one embedding per document; ``texts`` only feed the themes' keywords;
+    parameters as in the module docstring): the themes' member rows, and in ``info`` the SAE's figures and, under
+    ``"parents"``, every group's member rows."""
+    from dataclasses import fields, replace
+
+    from worker.pipeline.analyze import AnalysisOptions, analyze, find_groups
+    from worker.pipeline.levels import LevelOptions
+    from worker.pipeline.smooth import SmoothOptions
+    from worker.pipeline.themes import ThemeOptions
+
+    params = dict(params)
+    min_cohesion = float(params.pop("min_cohesion", 0.0))
+    levels = LevelOptions() if int(params.pop("levels", 1)) else None
+    theme_fields = {f.name for f in fields(ThemeOptions)}
+    smooth_fields = {f.name for f in fields(SmoothOptions)} - {"seed"}  # the analysis seeds smoothing itself
+    unknown = set(params) - theme_fields - smooth_fields - set(SAE_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown sae parameters {sorted(unknown)}: ThemeOptions or SmoothOptions fields, "
+                         f"{', '.join(SAE_PARAMS)}, levels, min_cohesion")  # fmt: skip
+    options = AnalysisOptions(
+        device="cpu",
+        seed=seed,
+        smoothing=replace(SmoothOptions(), **{k: _num(v) for k, v in params.items() if k in smooth_fields}),
+        themes=replace(ThemeOptions(), **{k: _num(v) for k, v in params.items() if k in theme_fields}),
+        levels=levels,
+        **{k: _num(v) for k, v in params.items() if k in SAE_PARAMS},
+    )
+    analysis = analyze(unscored_documents(len(X), texts), options, embeddings=X)
+    themes, groups, sae = analysis.themes, analysis.groups, analysis.sae
+    if min_cohesion > 0 and analysis.embedded.neighbours is not None and analysis.embedded.neighbours.shape[1]:
+        themes = [t for t in themes if t.cohesion is not None and t.cohesion >= min_cohesion]
+        levels = None if levels is None else replace(levels, seed=seed)
+        groups = find_groups(sae, themes, analysis.embedded, analysis.documents, options.themes, levels=levels,
+                             device=options.device)  # fmt: skip
+    info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
+            "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
+            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
+            "parents": [g.members for g in groups]}  # fmt: skip
+    return [t.members for t in themes], info
+
+
+def unscored_documents(n: int, texts: list[str] | None = None) -> pd.DataFrame:
+    """``n`` documents for :func:`~worker.pipeline.analyze.analyze` with precomputed embeddings: ids ``0..n-1``,
+    the texts (``""`` when not given: the themes then have no keywords), no rating or date, and a neutral sentiment
+    already set, so that the analysis scores nothing and loads no model (the figures here are about themes)."""
+    return pd.DataFrame({"doc_id": [str(i) for i in range(n)], "text": list(texts) if texts is not None else [""] * n,
+                         "rating": np.nan, "date": None, "sentiment_score": 0.0,
+                         "sentiment_label": "neutral"})  # fmt: skip
+
+
+def run_kmeans(X: np.ndarray, seed: int, k: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    from sklearn.cluster import KMeans
+
+    k = max(1, min(k, len(X)))
+    labels = KMeans(k, n_init=1, random_state=seed).fit_predict(X)
+    return [np.flatnonzero(labels == c) for c in range(k) if (labels == c).any()], {"k": k}
+
+
+def run_bertopic(X: np.ndarray, texts: list[str], seed: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    try:
+        from bertopic import BERTopic
+        from umap import UMAP
+    except ImportError as exc:  # pragma: no cover - optional extra
+        raise RuntimeError("bertopic is not installed: pip install 'feedback-themes[bench]'") from exc
+    # BERTopic's default UMAP, with a seed so that runs are reproducible.
+    umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", low_memory=False,
+                      random_state=seed)  # fmt: skip
+    topics, _ = BERTopic(umap_model=umap_model).fit_transform(texts, embeddings=X)
+    topics = np.asarray(topics)
+    ids = sorted(set(topics.tolist()) - {-1})
+    return [np.flatnonzero(topics == t) for t in ids], {"n_topics": len(ids)}
+
+
+def _num(v: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    if v in ("None", "none"):
+        return None
+    return v
