@@ -1,6 +1,8 @@
-"""A job's stages against the database: each reads ids, does its work, stores what it made, and is idempotent.
+"""The job runner: each step loads a job's data by ids, runs its part of the pipeline, stores what it made, and is
+idempotent. ``ingest`` stores the upload's documents, ``embed_chunk`` fills the shared embedding cache, and
+``analyze_job`` runs :func:`worker.pipeline.analyze.analyze` over the project and stores the results.
 
-Stages and their share of the job's progress bar:
+Steps and their share of the job's progress bar:
 ``ingest`` (0–0.10) → ``embed`` (0.10–0.60, chunks in parallel) → ``sentiment`` (0.60–0.65) →
 ``train`` (0.65–0.90) → ``themes`` (0.90–1.0).
 """

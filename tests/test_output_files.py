@@ -1,4 +1,4 @@
-"""Report stage: the themes.json schema and the three CSV files."""
+"""Output stage: the themes.json schema and the CSV files the CLI writes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_themes_document_schema():
     assert theme["examples"][1] == {"doc_id": "b", "text": "lost parcel", "activation": 0.6123}
 
 
-def test_write_report_files(tmp_path):
+def test_write_output_files(tmp_path):
     docs, themes = _fixture()
     doc = themes_document(themes, docs, {"model": "m", "sae": {}, "seed": 0, "created_at": "x"})
     paths = write_output_files(tmp_path, doc, themes, docs)
@@ -86,7 +86,7 @@ FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-2+3+cmd|' /C 
 ORDINARY = ["@jetblue thanks for the upgrade", "- fast delivery", "-0.5", "late parcel"]
 
 
-def test_write_report_neutralises_formula_cells(tmp_path):
+def test_output_files_neutralise_formula_cells(tmp_path):
     """The CLI's CSVs follow the API's rule (worker/pipeline/csv_cells.py): formulas get a leading ', ordinary text stays."""
     texts = FORMULAS + ORDINARY
     docs = pd.DataFrame({"doc_id": ["=1+1", *(f"d{i}" for i in range(1, len(texts)))], "text": texts,
