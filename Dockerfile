@@ -78,10 +78,10 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
 # The packaged model loads offline, as the runtime user (fails the build otherwise).
-RUN python -c "from worker.pipeline.embed import load_model; assert load_model('all-MiniLM-L6-v2').encode(['ok']).shape == (1, 384)"
+RUN python -c "from worker.pipeline.embed_models import load_model; assert load_model('all-MiniLM-L6-v2').encode(['ok']).shape == (1, 384)"
 
 # The default target: the CPU image.
 FROM runtime AS cpu
 COPY --from=build-cpu /opt/venv /opt/venv
 USER 10001:10001
-RUN python -c "from worker.pipeline.embed import load_model; assert load_model('all-MiniLM-L6-v2').encode(['ok']).shape == (1, 384)"
+RUN python -c "from worker.pipeline.embed_models import load_model; assert load_model('all-MiniLM-L6-v2').encode(['ok']).shape == (1, 384)"
