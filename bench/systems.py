@@ -71,10 +71,12 @@ def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
     from worker.pipeline.analyze import AnalysisOptions, analyze, find_groups
     from worker.pipeline.levels import LevelOptions
     from worker.pipeline.smooth import SmoothOptions
+    from worker.pipeline.spans import SpanOptions
     from worker.pipeline.themes import ThemeOptions
 
     params = dict(params)
     min_cohesion = float(params.pop("min_cohesion", 0.0))
+    spans = bool(int(params.pop("spans", int(SpanOptions().enabled))))
     levels = LevelOptions() if int(params.pop("levels", 1)) else None
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)} - {"seed"}  # the analysis seeds smoothing itself
@@ -88,20 +90,33 @@ def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
         smoothing=replace(SmoothOptions(), **{k: _num(v) for k, v in params.items() if k in smooth_fields}),
         themes=replace(ThemeOptions(), **{k: _num(v) for k, v in params.items() if k in theme_fields}),
         levels=levels,
+        spans=SpanOptions(enabled=spans),
         **{k: _num(v) for k, v in params.items() if k in SAE_PARAMS},
     )
-    analysis = analyze(unscored_documents(len(X), texts), options, embeddings=X)
+    if spans:  # the spans' embeddings come from the benchmark cache (embedded on first use), sentiment is not read
+        options = replace(options, backend="torch", batch_size=64, themes=replace(options.themes, span_sentiment_weight=0))
+        analysis = analyze(unscored_documents(len(X), texts), options, cache=bench_cache())
+    else:
+        analysis = analyze(unscored_documents(len(X), texts), options, embeddings=X)
     themes, groups, sae = analysis.themes, analysis.groups, analysis.sae
     if min_cohesion > 0 and analysis.embedded.neighbours is not None and analysis.embedded.neighbours.shape[1]:
         themes = [t for t in themes if t.cohesion is not None and t.cohesion >= min_cohesion]
         levels = None if levels is None else replace(levels, seed=seed)
-        groups = find_groups(sae, themes, analysis.embedded, analysis.documents, options.themes, levels=levels,
-                             device=options.device)  # fmt: skip
+        groups = find_groups(sae, themes, analysis.embedded, analysis.documents, analysis.units, options.themes,
+                             levels=levels, device=options.device)  # fmt: skip
     info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
             "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
             "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
             "parents": [g.members for g in groups]}  # fmt: skip
     return [t.members for t in themes], info
+
+
+def bench_cache():
+    """The benchmarks' embedding cache (``bench.datasets.embed``'s): plain torch float32 vectors by text."""
+    from bench.datasets import ROOT
+    from worker.pipeline.embed_cache import EmbeddingCache
+
+    return EmbeddingCache(ROOT / "data" / "bench-cache")
 
 
 def unscored_documents(n: int, texts: list[str] | None = None) -> pd.DataFrame:

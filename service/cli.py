@@ -64,7 +64,7 @@ def analyze_command(
         progress("ingest", 1.0)
         result = analyze(ingested.documents, options, progress=progress, cache=EmbeddingCache(settings.cache_dir),
                          counts=ingested.counts)  # fmt: skip
-        paths = write_output_files(out, result.document, result.themes, result.documents)
+        paths = write_output_files(out, result.document, result.themes, result.documents, result.spans)
         progress("files", 1.0)
     print_themes(result.document, top)
     print_groups(result.document, top)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     worker_nice: int = Field(10, ge=0, le=19, description="Niceness of worker processes: the API (nice 0) keeps "
                              "answering polls quickly while workers use every core.")
 
+    spans: bool = Field(True, description="Find themes in the sentences (spans) of each comment rather than in whole "
+                        "comments (worker/pipeline/spans.py); sizes and shares still count comments.")
     smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
                                      "SAE (worker/pipeline/smooth.py); 0: no smoothing.")
     smoothing_weight: float = Field(0.8, ge=0, le=1, description="Weight of the neighbours' mean in the SAE input.")

@@ -12,6 +12,7 @@ from service.settings import Settings
 from worker.pipeline.analyze import AnalysisOptions
 from worker.pipeline.levels import LevelOptions
 from worker.pipeline.smooth import SmoothOptions
+from worker.pipeline.spans import SpanOptions
 
 #: Packaged reviews that calibrate static int8 quantization (``embedding_quantize=int8`` with OpenVINO).
 CALIBRATION_CSV = Path(str(files("service") / "sample" / "shop_feedback.csv"))
@@ -29,6 +30,7 @@ def from_settings(settings: Settings, **overrides: Any) -> AnalysisOptions:
         max_seq_length=settings.embedding_max_seq_length,
         export_dir=settings.cache_dir / "models",
         calibration_csv=CALIBRATION_CSV,
+        spans=SpanOptions(enabled=settings.spans),
         smoothing=SmoothOptions(n_neighbors=settings.smoothing_neighbors, weight=settings.smoothing_weight),
         levels=LevelOptions() if settings.theme_levels else None,
     )

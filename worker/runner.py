@@ -29,6 +29,7 @@ from service.storage.models import Document, DocumentTheme, Job, Project, ThemeG
 from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
 from worker.analysis_options import from_settings
+from worker.pipeline.spans import split_spans
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
@@ -131,10 +132,13 @@ def store_documents(project_id: str, job_id: str, docs: pd.DataFrame) -> None:
 
 
 def distinct_texts(job_id: str) -> list[str]:
-    """The job's distinct texts in a stable order (by hash), which fixes each embedding chunk's content."""
+    """The distinct texts the model reads for the job's comments (their spans, normalised:
+    :func:`worker.pipeline.spans.split_spans` under the settings) in a stable order (by hash), which fixes each
+    embedding chunk's content."""
     with session_scope() as session:
         texts = session.scalars(select(Document.text).where(Document.job_id == job_id).distinct()).all()
-    return sorted(texts, key=lambda t: hashlib.sha256(t.encode()).digest())
+    units = set(split_spans(texts, from_settings(get_settings()).spans).model_text)
+    return sorted(units, key=lambda t: hashlib.sha256(t.encode()).digest())
 
 
 # ---------------------------------------------------------------- embed

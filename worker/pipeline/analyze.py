@@ -1,4 +1,4 @@
-"""The one analysis: documents → embeddings → sentiment → smoothing + SAE → themes and groups → themes.json.
+"""The one analysis: documents → spans → embeddings → sentiment → smoothing + SAE → themes and groups → themes.json.
 
 :func:`analyze` is the only place the stages are put in order; the CLI, the job runner and the benchmarks all call
 it. It is pure computation: everything that changes the result is in :class:`AnalysisOptions` or the arguments
@@ -22,14 +22,17 @@ from worker.pipeline import sentiment
 from worker.pipeline.defaults import DEFAULT_MODEL
 from worker.pipeline.embed_cache import VectorCache
 from worker.pipeline.embed_models import Backend
+from worker.pipeline.ingest import IngestError
 from worker.pipeline.keywords import term_counts
 from worker.pipeline.levels import LevelOptions, all_groups
 from worker.pipeline.output import themes_document
 from worker.pipeline.smooth import SmoothOptions, neighbourhood, smooth_embeddings
+from worker.pipeline.spans import SpanOptions, Spans, split_spans
 from worker.pipeline.themes import (
     DocumentVectors,
     Theme,
     ThemeOptions,
+    Units,
     build_themes,
     cohesion,
     describe_groups,
@@ -44,8 +47,9 @@ StageProgress = Callable[[str, float], None]
 @dataclass
 class AnalysisOptions:
     """Everything that changes an analysis besides the documents. ``seed`` seeds every stage (smoothing and levels
-    included); ``backend``, ``quantize``, ``max_seq_length``, ``export_dir`` and ``calibration_csv`` choose how the
-    model runs (:func:`worker.pipeline.embed_models.resolve_backend`)."""
+    included); ``spans`` chooses the unit the SAE reads (sentences, or whole comments with ``enabled=False``);
+    ``backend``, ``quantize``, ``max_seq_length``, ``export_dir`` and ``calibration_csv`` choose how the model runs
+    (:func:`worker.pipeline.embed_models.resolve_backend`)."""
 
     model: str = DEFAULT_MODEL
     device: str = "auto"
@@ -58,6 +62,7 @@ class AnalysisOptions:
     max_seq_length: int | None = None
     export_dir: Path | None = None
     calibration_csv: Path | None = None
+    spans: SpanOptions = field(default_factory=SpanOptions)
     smoothing: SmoothOptions = field(default_factory=SmoothOptions)
     themes: ThemeOptions = field(default_factory=ThemeOptions)
     levels: LevelOptions | None = field(default_factory=LevelOptions)  # None: no broader groups / sub-themes
@@ -77,7 +82,7 @@ class AnalysisOptions:
 
 @dataclass
 class Embedded:
-    """Embeddings of the distinct texts, per document the row of its text, and what the SAE is given (the
+    """Embeddings of the distinct unit texts, per unit (span) the row of its text, and what the SAE is given (the
     smoothed embeddings, see :func:`smooth`; the embeddings themselves until then)."""
 
     vectors: np.ndarray
@@ -90,22 +95,25 @@ class Embedded:
     def sae_inputs(self) -> np.ndarray:
         return self.vectors if self.smoothed is None else self.smoothed
 
-    def per_document(self) -> DocumentVectors:
+    def per_unit(self) -> DocumentVectors:
         return DocumentVectors(self.vectors, self.inverse)
 
 
 @dataclass
 class Analysis:
-    """What :func:`analyze` returns: the documents (with sentiment), themes, theme groups, the themes.json object,
-    the fitted SAE, counts, the embeddings, and seconds per stage."""
+    """What :func:`analyze` returns: the documents (with sentiment), their spans, themes, theme groups, the
+    themes.json object, the fitted SAE, counts, the embeddings, the units themes were found over, and seconds per
+    stage."""
 
     documents: pd.DataFrame
+    spans: Spans
     themes: list[Theme]
     document: dict[str, Any]
     sae: Any
     counts: dict[str, int]
     groups: list[Theme] = field(default_factory=list)
     embedded: Embedded | None = None
+    units: Units | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,7 +138,7 @@ def analyze(
     ``sentiment_score`` keep it).
 
     ``cache`` reuses stored embeddings; ``embeddings`` gives one precomputed vector per document instead (the
-    benchmarks); ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
+    benchmarks; whole-comment analysis only); ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
     meaning); ``counts`` go into the metadata with the embedding counts added; ``progress(stage, fraction)`` is
     called per stage of :data:`STAGES`.
     """
@@ -151,13 +159,20 @@ def analyze(
         progress_of(stage)(1.0)
 
     start("embed")
+    spans = split_spans(documents["text"].tolist(), options.spans)
+    if not len(spans):
+        raise IngestError("no comment has any text left once handles, links and masks are taken out",
+                          "too-few-comments")  # fmt: skip
     if embeddings is None:
-        embedded = embed_documents(documents, options, progress_of("embed"), cache)
+        embedded = embed_units(spans, options, progress_of("embed"), cache)
+    elif options.spans.enabled:
+        raise ValueError("precomputed embeddings are one per comment: turn spans off to use them")
     else:
-        embedded = Embedded(np.asarray(embeddings, dtype=np.float32), np.arange(len(documents)), 0)
+        embedded = Embedded(np.asarray(embeddings, dtype=np.float32), spans.doc, 0)
     done("embed")
     start("sentiment")
-    documents = add_sentiment(documents, embedded, options)
+    documents, span_scores = add_sentiment(documents, spans, embedded, options)
+    units = Units(spans.doc, embedded.per_unit(), spans.model_text, span_scores)
     done("sentiment")
     start("train")
     embedded = smooth(embedded, replace(options.smoothing, seed=options.seed), options.device)
@@ -167,27 +182,28 @@ def analyze(
     )  # fmt: skip
     done("train")
     start("themes")
-    terms = count_terms(documents)
-    themes = find_themes(sae, embedded, documents, options.themes, terms)
+    terms = term_counts(units.texts)
+    themes = find_themes(sae, embedded, documents, units, options.themes, terms)
     levels = None if options.levels is None else replace(options.levels, seed=options.seed)
-    groups = find_groups(sae, themes, embedded, documents, options.themes, terms, levels, options.device)
-    counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors)}
-    document = themes_document(themes, documents, metadata(sae, options, counts), groups)
+    groups = find_groups(sae, themes, embedded, documents, units, options.themes, terms, levels, options.device)
+    counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors),
+              "spans": len(spans)}  # fmt: skip
+    document = themes_document(themes, documents, metadata(sae, options, counts), groups, spans)
     done("themes")
-    return Analysis(documents=documents, themes=themes, document=document, sae=sae, counts=counts, groups=groups,
-                    embedded=embedded, seconds=seconds)  # fmt: skip
+    return Analysis(documents=documents, spans=spans, themes=themes, document=document, sae=sae, counts=counts,
+                    groups=groups, embedded=embedded, units=units, seconds=seconds)  # fmt: skip
 
 
-def embed_documents(
-    documents: pd.DataFrame,
+def embed_units(
+    spans: Spans,
     options: AnalysisOptions,
     progress: Callable[[float], None] | None = None,
     cache: VectorCache | None = None,
 ) -> Embedded:
-    """Embed each distinct text once, reusing the cache when given (closed afterwards)."""
+    """Embed each distinct span text (as the model sees it) once, reusing the cache when given (closed afterwards)."""
     from worker.pipeline import embed
 
-    texts, inverse = embed.unique_texts(documents["text"].tolist())
+    texts, inverse = embed.unique_texts(spans.model_text)
     try:
         vectors, n_encoded = embed.embed_texts(
             texts, options.model, device=options.resolved_device, batch_size=options.batch_size,
@@ -200,8 +216,8 @@ def embed_documents(
 
 
 def anchor_scores(embedded: Embedded, options: AnalysisOptions) -> np.ndarray:
-    """Per document, the anchor sentiment score of its text (:func:`worker.pipeline.sentiment.anchor_scores`), the
-    anchor sentences embedded by the same model and backend as the documents."""
+    """Per unit, the anchor sentiment score of its text (:func:`worker.pipeline.sentiment.anchor_scores`), the
+    anchor sentences embedded by the same model and backend as the units."""
     from worker.pipeline import embed
 
     anchors, _ = embed.embed_texts(list(sentiment.ANCHORS), options.model, device=options.resolved_device,
@@ -209,21 +225,38 @@ def anchor_scores(embedded: Embedded, options: AnalysisOptions) -> np.ndarray:
     return sentiment.anchor_scores(embedded.vectors, anchors)[embedded.inverse]
 
 
-def add_sentiment(documents: pd.DataFrame, embedded: Embedded, options: AnalysisOptions) -> pd.DataFrame:
-    """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` for every row: rows scored before
-    keep theirs; the others get VADER read for feedback, blended with the anchor scores of their embeddings."""
+def add_sentiment(documents: pd.DataFrame, spans: Spans, embedded: Embedded,
+                  options: AnalysisOptions) -> tuple[pd.DataFrame, np.ndarray | None]:  # fmt: skip
+    """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` for every row, and a score per span
+    (``None`` when spans are off or the themes do not read them: :attr:`ThemeOptions.span_sentiment_weight`).
+
+    Rows scored before keep theirs; the others get VADER read for feedback on the whole comment, blended with the
+    mean anchor score of its spans' embeddings (a comment without spans: VADER alone). A span's score is the same
+    blend on the span alone."""
     documents = documents.copy()
     if "sentiment_score" not in documents:
         documents["sentiment_score"] = np.nan
         documents["sentiment_label"] = None
     todo = documents["sentiment_score"].isna().to_numpy()
-    if todo.any():  # the anchors need the model: it is loaded only when something is left to score
-        scores = sentiment.blend(sentiment.score_texts(documents.loc[todo, "text"].tolist()),
-                                 anchor_scores(embedded, options)[todo])  # fmt: skip
+    score_spans = options.spans.enabled and options.themes.span_sentiment_weight > 0
+    if not todo.any() and not score_spans:
+        documents["sentiment_score"] = documents["sentiment_score"].astype(float)
+        return documents, None
+    anchors = anchor_scores(embedded, options)  # the anchors need the model: loaded only when something is scored
+    if todo.any():
+        n = len(documents)
+        counts = spans.per_document(n)
+        mean_anchor = np.bincount(spans.doc, weights=anchors, minlength=n) / np.maximum(counts, 1)
+        vader = sentiment.score_texts(documents.loc[todo, "text"].tolist())
+        scores = np.where(counts[todo] > 0, sentiment.blend(vader, mean_anchor[todo]), vader).astype(np.float32)
         documents.loc[todo, "sentiment_score"] = scores.astype(float)
         documents.loc[todo, "sentiment_label"] = sentiment.label_scores(scores)
     documents["sentiment_score"] = documents["sentiment_score"].astype(float)
-    return documents
+    if not score_spans:
+        return documents, None
+    texts = documents["text"].tolist()
+    span_texts = [spans.text(texts, row) for row in range(len(spans))]
+    return documents, sentiment.blend(sentiment.score_texts(span_texts), anchors)
 
 
 def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> Embedded:
@@ -233,40 +266,37 @@ def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> E
     return replace(embedded, smoothed=smoothed, neighbours=neighbours)
 
 
-def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions,
+def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, units: Units, options: ThemeOptions,
                 terms: Terms | None = None) -> list[Theme]:  # fmt: skip
-    """Themes of the documents under a fitted SAE, described and sorted by size (``terms``: see :func:`count_terms`)."""
+    """Themes of the documents under a fitted SAE, found over the units, described and sorted by size (``terms``:
+    :func:`~worker.pipeline.keywords.term_counts` of the units' texts, counted once for themes and groups)."""
     from worker.pipeline import train
 
     acts = train.activations(sae, embedded.sae_inputs)[embedded.inverse]
-    themes = build_themes(acts, sae.decoder_directions(), options)
+    themes = build_themes(acts, sae.decoder_directions(), options, units.doc, len(documents))
     rate_cohesion(themes, embedded)
-    return describe_themes(themes, documents, embedded.per_document(), options, terms)
+    return describe_themes(themes, documents, units, options, terms)
 
 
-def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, options: ThemeOptions,
-                terms: Terms | None = None, levels: LevelOptions | None = None, device: str = "cpu") -> list[Theme]:  # fmt: skip
+def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, units: Units,
+                options: ThemeOptions, terms: Terms | None = None, levels: LevelOptions | None = None,
+                device: str = "cpu") -> list[Theme]:  # fmt: skip
     """Theme groups around the themes, described and sorted by size: broader subjects (themes whose features point
     the same way; with ``levels``, also the themes of a smaller SAE) and, with ``levels``, sub-themes (the themes of a
     larger SAE, :mod:`worker.pipeline.levels`)."""
     groups = all_groups(themes, sae.decoder_directions(), embedded.sae_inputs, embedded.inverse, int(sae.n_latents_),
-                        levels, options, resolve_device(device))  # fmt: skip
-    groups = describe_groups(groups, documents, embedded.per_document(), options, terms)
+                        levels, options, resolve_device(device), units.doc, len(documents))  # fmt: skip
+    groups = describe_groups(groups, documents, units, options, terms)
     return rate_cohesion(groups, embedded)
 
 
 def rate_cohesion(themes: list[Theme], embedded: Embedded) -> list[Theme]:
     """Set each theme's :func:`~worker.pipeline.themes.cohesion` from the neighbours found while smoothing (left
-    ``None`` without them)."""
+    ``None`` without them), over the units that carry it."""
     if embedded.neighbours is not None and embedded.neighbours.shape[1]:
         for theme in themes:
-            theme.cohesion = cohesion(embedded.inverse[theme.members], embedded.neighbours)
+            theme.cohesion = cohesion(embedded.inverse[theme.unit_rows], embedded.neighbours)
     return themes
-
-
-def count_terms(documents: pd.DataFrame) -> Terms:
-    """The documents' term counts, counted once for the keywords of both themes and groups."""
-    return term_counts(documents["text"].tolist())
 
 
 def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict[str, Any]:
@@ -275,6 +305,7 @@ def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict
 
     return {
         "model": options.model,
+        "units": "spans" if options.spans.enabled else "comments",
         "sae": train.sae_summary(sae),
         "smoothing": {"n_neighbors": options.smoothing.n_neighbors, "weight": options.smoothing.weight},
         "levels": None if options.levels is None else {"broader": options.levels.broader, "finer": options.levels.finer},

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from worker.pipeline.normalize import model_text
+
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 10_000  # longer texts are cut (and counted): sentiment scoring is quadratic in a text's length
@@ -347,8 +349,16 @@ def count_distinct_texts(result: IngestResult) -> int:
 
 
 def require_distinct_texts(result: IngestResult, minimum: int = 2) -> None:
-    """Raise :class:`IngestError` (``too-few-comments``) unless the result has ``minimum`` different texts."""
+    """Raise :class:`IngestError` (``too-few-comments``) unless the result has ``minimum`` different texts, also
+    once handles, links and masks are taken out (:func:`worker.pipeline.normalize.model_text`) when the result holds
+    its documents."""
     found = count_distinct_texts(result)
     if found < minimum:
         raise IngestError(f"at least {minimum} different comments are needed to find themes in; this upload has "
                           f"{found}", "too-few-comments")  # fmt: skip
+    if not result.partial and "text" in result.documents:
+        meaningful = {model_text(t) for t in result.documents["text"].tolist()} - {""}
+        if len(meaningful) < minimum:
+            raise IngestError(f"at least {minimum} different comments are needed to find themes in; this upload has "
+                              f"{len(meaningful)} once handles, links and masks are taken out",
+                              "too-few-comments")  # fmt: skip

@@ -59,14 +59,16 @@ def train_level(inputs: np.ndarray, n_latents: int, options: LevelOptions, devic
 
 
 def level_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, options: LevelOptions,
-                 theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu") -> list[Theme]:  # fmt: skip
+                 theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu", owner: np.ndarray | None = None,
+                 n_docs: int | None = None) -> list[Theme]:  # fmt: skip
     """The themes (members only) of a freshly trained level SAE of ``n_latents``: ``inputs`` are the distinct
-    texts' SAE inputs, ``inverse`` maps each document to its text's row."""
+    texts' SAE inputs, ``inverse`` maps each unit to its text's row, ``owner`` each unit to its document's row
+    (``None``: the units are the documents, ``n_docs`` of them)."""
     from worker.pipeline import train
 
     sae = train_level(inputs, n_latents, options, device)
     acts = train.activations(sae, inputs)[inverse]
-    return build_themes(acts, sae.decoder_directions(), theme_options)
+    return build_themes(acts, sae.decoder_directions(), theme_options, owner, n_docs)
 
 
 def membership(themes: Sequence[Theme], n_docs: int) -> sp.csc_matrix:
@@ -129,32 +131,36 @@ def sub_themes(fine: list[Theme], themes: list[Theme], n_docs: int) -> list[Them
 
 def _as_level(theme: Theme, children: list[int], level: int, kind: str) -> Theme:
     """A level SAE's theme as a group; its features are another SAE's, so none are listed."""
-    return Theme(id=theme.id, features=[], members=theme.members, activations=theme.activations, themes=children,
-                 level=level, kind=kind)  # fmt: skip
+    return Theme(id=theme.id, features=[], members=theme.members, activations=theme.activations, spans=theme.spans,
+                 span_activations=theme.span_activations, themes=children, level=level, kind=kind)  # fmt: skip
 
 
 def level_groups(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, themes: list[Theme],
                  shown: Sequence[Theme], options: LevelOptions = LevelOptions(),
-                 theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu") -> list[Theme]:  # fmt: skip
+                 theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu", owner: np.ndarray | None = None,
+                 n_docs: int | None = None) -> list[Theme]:  # fmt: skip
     """Broader groups and sub-themes (members only) around ``themes`` from SAEs of the sizes in ``options``;
-    ``shown``: the themes and groups already shown (near-duplicates of them are left out)."""
-    n_docs = len(inverse)
+    ``shown``: the themes and groups already shown (near-duplicates of them are left out); ``owner`` and
+    ``n_docs`` as for :func:`level_themes`."""
+    n_docs = len(inverse) if n_docs is None else n_docs
     out: list[Theme] = []
-    if options.broader:
-        coarse = level_themes(inputs, inverse, level_size(n_latents, options.broader), options, theme_options, device)
-        out += broader_groups(coarse, themes, shown, n_docs)
-    if options.finer:
-        fine = level_themes(inputs, inverse, level_size(n_latents, options.finer), options, theme_options, device)
-        out += sub_themes(fine, themes, n_docs)
+    for factor, place in ((options.broader, "broader"), (options.finer, "finer")):
+        if not factor:
+            continue
+        found = level_themes(inputs, inverse, level_size(n_latents, factor), options, theme_options, device, owner,
+                             n_docs)  # fmt: skip
+        out += broader_groups(found, themes, shown, n_docs) if place == "broader" else sub_themes(found, themes, n_docs)
     return out
 
 
 def all_groups(themes: list[Theme], decoder: np.ndarray, inputs: np.ndarray, inverse: np.ndarray, n_latents: int,
                levels: LevelOptions | None = LevelOptions(), theme_options: ThemeOptions = ThemeOptions(),
-               device: str = "cpu") -> list[Theme]:  # fmt: skip
+               device: str = "cpu", owner: np.ndarray | None = None, n_docs: int | None = None) -> list[Theme]:  # fmt: skip
     """Every group shown beside ``themes`` (members only, not yet described): the ``union`` groups of
-    :func:`~worker.pipeline.themes.parent_themes`, then, with ``levels``, the broader groups and sub-themes."""
+    :func:`~worker.pipeline.themes.parent_themes`, then, with ``levels``, the broader groups and sub-themes
+    (``owner``, ``n_docs``: as for :func:`level_themes`)."""
     groups = parent_themes(themes, decoder, theme_options)
     if levels is not None:
-        groups += level_groups(inputs, inverse, n_latents, themes, [*themes, *groups], levels, theme_options, device)
+        groups += level_groups(inputs, inverse, n_latents, themes, [*themes, *groups], levels, theme_options, device,
+                               owner, n_docs)  # fmt: skip
     return groups

@@ -1,5 +1,6 @@
-"""Output stage: themes, groups and documents → the ``themes.json`` object and the output files (``themes.json``,
-``themes.csv``, ``document_themes.csv``, ``documents.csv``, ``theme_groups.csv``).
+"""Output stage: themes, groups, documents and spans → the ``themes.json`` object and the output files
+(``themes.json``, ``themes.csv``, ``document_themes.csv``, ``span_themes.csv``, ``documents.csv``,
+``theme_groups.csv``).
 
 The column sets here are the product's output schema (see README), for the CLI's files and the BI report tables
 (``service.storage.report_tables``) alike. Text cells that a spreadsheet would evaluate as a formula are neutralised
@@ -19,6 +20,7 @@ import pandas as pd
 from worker.pipeline.csv_cells import safe_cell
 
 if TYPE_CHECKING:
+    from worker.pipeline.spans import Spans
     from worker.pipeline.themes import Theme
 
 DIGITS = 4
@@ -36,19 +38,22 @@ COLUMN_TYPES: dict[str, str] = {
     "text": "str", "sentiment_score": "float", "sentiment_label": "str", "rating": "float", "date": "datetime",
     "period": "str", "period_start": "date", "documents": "int", "period_documents": "int",
     "coef": "float", "low": "float", "high": "float", "rated_documents": "int",
+    "span_count": "int", "span_index": "int", "start": "int", "end": "int",
 }  # fmt: skip
 # what a theme's row and a group's row share: label … rating_count
 SUMMARY_COLUMNS = ["label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
                    "rating_mean", "rating_count"]  # fmt: skip
-THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion"]
+THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion", "span_count"]
 DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
+# one row per (span, theme): the span's index in its comment and its character offsets [start, end)
+SPAN_THEMES_COLUMNS = ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
 GROUPS_COLUMNS = ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
 
-# Report tables (schema version 1): a CLI file's columns (none for trends and impact), then the report's own ones;
-# columns added to the files after version 1's tables were made (cohesion by migration 0004, kind by 0005) go last,
-# as ALTER TABLE appends them.
-APPENDED_COLUMNS = ["cohesion", "kind"]
+# Report tables: a CLI file's columns (none for trends and impact), then the report's own ones; columns added to the
+# files after version 1's tables were made (cohesion by migration 0004, kind by 0005, span_count in version 2) go
+# last, as ALTER TABLE appends them.
+APPENDED_COLUMNS = ["cohesion", "kind", "span_count"]
 
 
 def _report(file_columns: list[str], own: Sequence[str] = ()) -> list[tuple[str, str]]:
@@ -63,6 +68,7 @@ REPORT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "themes": _report(THEMES_COLUMNS, ["emerging", "impact_coef", "impact_low", "impact_high", "merged_theme_ids",
                                        "original_label"]),
     "document_themes": _report(DOCUMENT_THEMES_COLUMNS),
+    "span_themes": _report(SPAN_THEMES_COLUMNS),
     "documents": _report(DOCUMENTS_COLUMNS),
     "theme_trends": _report([], ["theme_id", "label", "period", "period_start", "documents", "period_documents",
                                  "share", "emerging"]),
@@ -75,40 +81,52 @@ def _round(value: float) -> float:
     return round(float(value), DIGITS)
 
 
-def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int) -> dict[str, Any]:
-    """One theme in the ``themes.json`` schema."""
-    activation_of = dict(zip(theme.members.tolist(), theme.activations.tolist()))
+def example_record(row: int, activation: float, documents: pd.DataFrame, spans: Spans | None) -> dict[str, Any]:
+    """One example: the comment (``doc_id``, ``text``), the activation, and the span that carries the theme
+    (``index`` in the comment, character offsets ``start``/``end``, its ``text``). ``row`` is a unit row (a
+    document row when ``spans`` is ``None``)."""
+    doc = int(row if spans is None else spans.doc[row])
+    text = str(documents["text"].iat[doc])
+    start, end, index = (0, len(text), 0) if spans is None else (int(spans.start[row]), int(spans.end[row]),
+                                                                 int(spans.index[row]))  # fmt: skip
+    return {"doc_id": str(documents["doc_id"].iat[doc]), "text": text, "activation": _round(activation),
+            "span": {"index": index, "start": start, "end": end, "text": text[start:end]}}  # fmt: skip
+
+
+def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int, spans: Spans | None = None) -> dict[str, Any]:
+    """One theme in the ``themes.json`` schema (``size`` and ``share`` count comments, ``span_count`` spans)."""
+    activation_of = dict(zip(theme.unit_rows.tolist(), theme.unit_activations.tolist()))
     return {
         "id": int(theme.id),
         "label": theme.label,
         "keywords": list(theme.keywords),
         "size": theme.size,
         "share": _round(theme.size / max(1, n_documents)),
+        "span_count": theme.span_count,
         "sentiment": {k: _round(v) for k, v in theme.sentiment.items()},
         "rating": None if theme.rating is None else {"mean": _round(theme.rating["mean"]), "count": theme.rating["count"]},
         "cohesion": None if theme.cohesion is None else _round(theme.cohesion),
-        "examples": [
-            {"doc_id": str(documents["doc_id"].iat[d]), "text": documents["text"].iat[d], "activation": _round(activation_of[d])}
-            for d in theme.examples
-        ],
+        "examples": [example_record(u, activation_of[u], documents, spans) for u in theme.examples],
         "features": [int(f) for f in theme.features],
     }
 
 
-def group_record(group: Theme, documents: pd.DataFrame, n_documents: int) -> dict[str, Any]:
+def group_record(group: Theme, documents: pd.DataFrame, n_documents: int, spans: Spans | None = None) -> dict[str, Any]:
     """One theme group in the ``themes.json`` schema: a theme record plus its ``level``, ``kind`` and its ``themes``'
     ids."""
-    record = theme_record(group, documents, n_documents)
+    record = theme_record(group, documents, n_documents, spans)
     return {**record, "level": int(group.level), "kind": group.kind, "themes": [int(t) for t in group.themes]}
 
 
 def themes_document(
-    themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any], groups: Iterable[Theme] = ()
+    themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any], groups: Iterable[Theme] = (),
+    spans: Spans | None = None,
 ) -> dict[str, Any]:
-    """The whole ``themes.json`` object: metadata, themes sorted by size, theme groups sorted by size."""
-    records = [theme_record(t, documents, len(documents)) for t in themes]
+    """The whole ``themes.json`` object: metadata, themes sorted by size, theme groups sorted by size. ``spans``:
+    the units the themes' examples are rows of (``None``: the documents)."""
+    records = [theme_record(t, documents, len(documents), spans) for t in themes]
     records.sort(key=lambda r: (-r["size"], r["id"]))
-    group_records = [group_record(g, documents, len(documents)) for g in groups]
+    group_records = [group_record(g, documents, len(documents), spans) for g in groups]
     group_records.sort(key=lambda r: (-r["size"], r["id"]))
     meta = {"n_documents": len(documents), "n_themes": len(records), "n_groups": len(group_records), **metadata}
     return {"metadata": meta, "themes": records, "groups": group_records}
@@ -124,7 +142,7 @@ def summary_cells(record: dict[str, Any]) -> tuple:
 
 def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """``themes.csv``: one row per theme."""
-    rows = [(r["id"], *summary_cells(r), r.get("cohesion")) for r in records]
+    rows = [(r["id"], *summary_cells(r), r.get("cohesion"), r.get("span_count", r["size"])) for r in records]
     return pd.DataFrame(rows, columns=THEMES_COLUMNS)
 
 
@@ -146,6 +164,29 @@ def document_themes_table(themes: Iterable[Theme], documents: pd.DataFrame) -> p
     return table.sort_values(["theme_id", "activation", "doc_id"], ascending=[True, False, True], kind="stable")
 
 
+def span_themes_table(themes: Iterable[Theme], documents: pd.DataFrame, spans: Spans) -> pd.DataFrame:
+    """``span_themes.csv``: long format, one row per (span, theme) membership, with the span's offsets."""
+    doc_ids = documents["doc_id"].to_numpy()
+    parts = [
+        pd.DataFrame(
+            {
+                "doc_id": doc_ids[spans.doc[t.unit_rows]],
+                "span_index": spans.index[t.unit_rows],
+                "start": spans.start[t.unit_rows],
+                "end": spans.end[t.unit_rows],
+                "theme_id": np.full(t.span_count, t.id, dtype=np.int64),
+                "activation": np.round(t.unit_activations.astype(np.float64), DIGITS),
+            }
+        )
+        for t in themes
+    ]
+    if not parts:
+        return pd.DataFrame(columns=SPAN_THEMES_COLUMNS)
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(["theme_id", "activation", "doc_id", "span_index"], ascending=[True, False, True, True],
+                             kind="stable")  # fmt: skip
+
+
 def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
     """``documents.csv``: one row per document with its sentiment and rating."""
     table = documents.reindex(columns=DOCUMENTS_COLUMNS).copy()
@@ -165,14 +206,19 @@ def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return table[GROUPS_COLUMNS]
 
 
-def write_output_files(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame) -> list[Path]:
-    """Write the five output files; return their paths."""
+def write_output_files(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame,
+                       spans: Spans | None = None) -> list[Path]:  # fmt: skip
+    """Write the six output files; return their paths (``spans``: the units of the themes; ``None``: the comments)."""
+    from worker.pipeline.spans import Spans
+
+    spans = spans if spans is not None else Spans.whole(documents["text"].tolist())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "documents.csv",
-             out / "theme_groups.csv"]  # fmt: skip
+    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "span_themes.csv",
+             out / "documents.csv", out / "theme_groups.csv"]  # fmt: skip
     paths[0].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tables = (themes_table(document["themes"]), document_themes_table(themes, documents), documents_table(documents),
+    tables = (themes_table(document["themes"]), document_themes_table(themes, documents),
+              span_themes_table(themes, documents, spans), documents_table(documents),
               groups_table(document.get("groups", [])))  # fmt: skip
     for path, table in zip(paths[1:], tables):
         spreadsheet_safe(table).to_csv(path, index=False)

@@ -1,8 +1,10 @@
 """Themes stage: SAE feature activations → themes a person can read.
 
 A theme is a live SAE feature (or several near-duplicate features shown as one, named by the lowest
-feature index so ids stay stable). A comment is a member of a feature when its activation exceeds a per-feature
-threshold (a share of the feature's highest activation); a comment may belong to several themes.
+feature index so ids stay stable). The SAE reads *units*: the spans (sentences) of the comments, or whole comments
+(:mod:`worker.pipeline.spans`). A unit is a member of a feature when its activation exceeds a per-feature threshold
+(a share of the feature's highest activation); a comment is a member when one of its units is, with the highest
+activation of its units. A comment may belong to several themes. Sizes count comments.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from worker.pipeline.keywords import class_tfidf, make_label, term_counts, top_keywords
-from worker.pipeline.sentiment import aggregate
+from worker.pipeline.sentiment import aggregate, label_scores
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class ThemeOptions:
     duplicate_cosine: float = 0.9  # one theme for features whose decoder directions are this similar …
     duplicate_jaccard: float = 0.5  # … or whose member sets overlap this much
     n_keywords: int = 8
+    # A member comment's sentiment in a theme: this weight on the mean score of its spans that carry the theme, the
+    # rest on the whole comment's score (the context: short sentences alone read neutral). 1: the spans alone.
+    span_sentiment_weight: float = 0.5
     n_examples: int = 5
     example_similarity: float = 0.95  # skip an example this similar to one already chosen
     # Parent themes / theme groups (see :func:`parent_themes`): cut at n_themes // level groups for each level; the
@@ -39,17 +44,21 @@ class ThemeOptions:
 
 @dataclass
 class Theme:
-    """One theme with its members (document row positions) and their activations."""
+    """One theme with its members (document row positions) and their activations, and the units (span rows) that
+    carry it with theirs (``None``: the units are the documents)."""
 
     id: int
     features: list[int]
     members: np.ndarray
     activations: np.ndarray
+    spans: np.ndarray | None = None
+    span_activations: np.ndarray | None = None
     label: str = ""
     keywords: list[str] = field(default_factory=list)
     sentiment: dict[str, float] = field(default_factory=dict)
     rating: dict[str, float] | None = None
-    examples: list[int] = field(default_factory=list)
+    examples: list[int] = field(default_factory=list)  # unit rows
+    member_sentiment: np.ndarray | None = None  # per member comment, its sentiment in this theme
     # A theme group (see :func:`group_themes`): the ids of its themes, and about how many themes it spans (2, 4, ...).
     themes: list[int] = field(default_factory=list)
     level: int = 0
@@ -62,15 +71,78 @@ class Theme:
     def size(self) -> int:
         return int(len(self.members))
 
+    @property
+    def unit_rows(self) -> np.ndarray:
+        """The unit rows carrying the theme."""
+        return self.members if self.spans is None else self.spans
+
+    @property
+    def unit_activations(self) -> np.ndarray:
+        return self.activations if self.span_activations is None else self.span_activations
+
+    @property
+    def span_count(self) -> int:
+        return int(len(self.unit_rows))
+
 
 class DocumentVectors:
-    """Per-document embedding rows backed by the embeddings of distinct texts (no n_docs × d copy)."""
+    """Per-row (unit) embedding rows backed by the embeddings of distinct texts (no n_rows × d copy)."""
 
     def __init__(self, unique: np.ndarray, inverse: np.ndarray) -> None:
         self.unique, self.inverse = unique, inverse
 
     def __getitem__(self, rows: int | list[int] | np.ndarray) -> np.ndarray:
         return self.unique[self.inverse[rows]]
+
+
+@dataclass
+class Units:
+    """The rows themes are found over (spans, or the comments themselves): per unit its comment's row (``doc``), its
+    vector, the text its keywords are counted on, and its sentiment score (``None``: its comment's)."""
+
+    doc: np.ndarray
+    vectors: np.ndarray | DocumentVectors
+    texts: list[str]
+    scores: np.ndarray | None = None
+
+    @classmethod
+    def of_documents(cls, documents: pd.DataFrame, vectors: np.ndarray | DocumentVectors) -> Units:
+        """One unit per comment: the whole-comment analysis."""
+        return cls(np.arange(len(documents)), vectors, documents["text"].tolist())
+
+
+def lift(rows: np.ndarray, values: np.ndarray, owner: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows and values → the distinct owners (document rows, sorted) with the highest value of their units."""
+    if owner is None:
+        return rows, values
+    docs = owner[rows]
+    members, position = np.unique(docs, return_inverse=True)
+    best = np.zeros(len(members), dtype=np.float32)
+    np.maximum.at(best, position, values.astype(np.float32))
+    return members, best
+
+
+def union(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and values of several sets → their union (sorted), with the highest value of each row."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    values = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    members, position = np.unique(rows, return_inverse=True)
+    best = np.zeros(len(members), dtype=np.float32)
+    np.maximum.at(best, position, values)
+    return members, best
+
+
+def distinct_owners(members: sp.csc_matrix, owner: np.ndarray | None) -> np.ndarray:
+    """Per column of a units × features matrix, how many distinct owners (comments) its non-zero rows have."""
+    if owner is None:
+        return np.diff(members.indptr)
+    counts = np.zeros(members.shape[1], dtype=np.int64)
+    for column in np.flatnonzero(np.diff(members.indptr)):
+        rows = members.indices[members.indptr[column] : members.indptr[column + 1]]
+        counts[column] = len(np.unique(owner[rows]))
+    return counts
 
 
 def feature_memberships(acts: sp.csr_matrix, rel_threshold: float) -> sp.csc_matrix:
@@ -120,18 +192,27 @@ def build_themes(
     acts: sp.csr_matrix,
     decoder: np.ndarray,
     options: ThemeOptions = ThemeOptions(),
+    owner: np.ndarray | None = None,
+    n_docs: int | None = None,
 ) -> list[Theme]:
-    """Themes (members and activations only) from docs × latents activations and the decoder (d × latents)."""
-    n_docs = acts.shape[0]
+    """Themes (members and activations only) from units × latents activations and the decoder (d × latents).
+
+    ``owner``: per unit its document's row (``None``: the units are the documents); ``n_docs``: the number of
+    documents (sizes and the smallest size count documents)."""
+    n_docs = acts.shape[0] if n_docs is None else n_docs
     members = feature_memberships(acts, options.rel_threshold)
-    sizes = np.diff(members.indptr)
+    sizes = distinct_owners(members, owner)
     live = np.flatnonzero(sizes >= options.resolved_min_size(n_docs))
     themes = []
     for group in duplicate_features(members, decoder, live, options):
         block = members[:, group]
         activation = np.asarray(block.max(axis=1).todense()).ravel()
         rows = np.flatnonzero(activation > 0)
-        themes.append(Theme(id=min(group), features=group, members=rows, activations=activation[rows]))
+        docs, best = lift(rows, activation[rows], owner)
+        theme = Theme(id=min(group), features=group, members=docs, activations=best)
+        if owner is not None:
+            theme.spans, theme.span_activations = rows, activation[rows]
+        themes.append(theme)
     return themes
 
 
@@ -165,50 +246,30 @@ def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOption
             if len(children) < 2 or children in seen_groups:
                 continue
             seen_groups.add(children)
-            best: dict[int, float] = {}
-            for c in children:
-                for row, act in zip(themes[c].members.tolist(), themes[c].activations.tolist()):
-                    best[row] = max(act, best.get(row, 0.0))
-            members = set(best)
+            rows, best = union([(themes[c].members, themes[c].activations) for c in children])
+            members = set(rows.tolist())
             if any(len(members & s) / max(len(members | s), 1) >= options.parent_dedupe_jaccard for s in shown):
                 continue
             shown.append(members)
-            rows = np.array(sorted(members), dtype=np.int64)
             features = sorted(f for c in children for f in themes[c].features)
-            parents.append(Theme(id=features[0], features=features, members=rows,
-                                 activations=np.array([best[r] for r in rows.tolist()], dtype=np.float32),
-                                 themes=sorted(themes[c].id for c in children), level=level,
-                                 kind="union"))  # fmt: skip
+            parent = Theme(id=features[0], features=features, members=rows, activations=best,
+                           themes=sorted(themes[c].id for c in children), level=level, kind="union")  # fmt: skip
+            if any(themes[c].spans is not None for c in children):
+                parent.spans, parent.span_activations = union(
+                    [(themes[c].unit_rows, themes[c].unit_activations) for c in children])  # fmt: skip
+            parents.append(parent)
     return parents
-
-
-def group_themes(
-    themes: list[Theme],
-    decoder: np.ndarray,
-    documents: pd.DataFrame,
-    embeddings: np.ndarray | DocumentVectors,
-    options: ThemeOptions = ThemeOptions(),
-    terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
-) -> list[Theme]:
-    """Theme groups shown beside the themes: :func:`parent_themes`, numbered 1, 2, … (finest level first, then by
-    size) and described like themes (label, keywords, sentiment, rating, examples), sorted by size.
-
-    Groups are what recovers coarse categories that no single fine theme matches (docs/benchmarks.md); they are
-    recomputed by every analysis, so unlike theme ids their ids hold within one job only. ``terms``: as for
-    :func:`describe_themes`.
-    """
-    return describe_groups(parent_themes(themes, decoder, options), documents, embeddings, options, terms)
 
 
 def describe_groups(
     groups: list[Theme],
     documents: pd.DataFrame,
-    embeddings: np.ndarray | DocumentVectors,
+    units: Units,
     options: ThemeOptions = ThemeOptions(),
     terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> list[Theme]:
     """Number groups 1, 2, … (finest level first, then by size), describe them level by level and sort them by
-    size: the second half of :func:`group_themes`, also used for the groups of other stages (``levels``)."""
+    size. Groups are recomputed by every analysis, so unlike theme ids their ids hold within one job only."""
     groups = list(groups)
     groups.sort(key=lambda g: (g.level, -g.size, g.themes))
     for number, group in enumerate(groups, start=1):
@@ -217,11 +278,11 @@ def describe_groups(
         return []
     # Keywords are c-TF-IDF among the groups of one level (nearly a partition of the comments): across levels, a
     # broad group and its own sub-groups share every term, which would leave only filler words to tell them apart.
-    terms = terms if terms is not None else term_counts(documents["text"].tolist())
+    terms = terms if terms is not None else term_counts(units.texts)
     described: list[Theme] = []
     for level in sorted({g.level for g in groups}):
         same_level = [g for g in groups if g.level == level]
-        described += describe_themes(same_level, documents, embeddings, options, terms)
+        described += describe_themes(same_level, documents, units, options, terms)
     return sorted(described, key=lambda t: (-t.size, t.id))
 
 
@@ -239,58 +300,76 @@ def cohesion(rows: np.ndarray, neighbours: np.ndarray) -> float:
     return float(inside[neighbours[rows]].mean())
 
 
+def member_sentiment(theme: Theme, units: Units, comment_scores: np.ndarray, span_weight: float) -> np.ndarray:
+    """Per member comment of ``theme``, its sentiment in the theme: ``span_weight`` × the mean score of its units
+    that carry the theme + the rest × the comment's own score (units without scores of their own: the comment's)."""
+    own = comment_scores[theme.members].astype(np.float64)
+    if units.scores is None or theme.spans is None or span_weight == 0:
+        return own
+    rows = theme.unit_rows
+    position = np.searchsorted(theme.members, units.doc[rows])
+    sums = np.bincount(position, weights=units.scores[rows], minlength=len(theme.members))
+    counts = np.bincount(position, minlength=len(theme.members))
+    spans = sums / np.maximum(counts, 1)
+    return span_weight * spans + (1 - span_weight) * own
+
+
 def describe_themes(
     themes: list[Theme],
     documents: pd.DataFrame,
-    embeddings: np.ndarray | DocumentVectors,
+    units: Units,
     options: ThemeOptions = ThemeOptions(),
     terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> list[Theme]:
     """Fill label, keywords, sentiment, rating and examples; return themes sorted by size (then id).
 
-    ``documents`` needs ``text``, ``sentiment_score``, ``sentiment_label`` and ``rating`` columns, one row per
-    document in the order of the activation matrix; ``embeddings`` has one unit row per document. ``terms``:
-    :func:`~worker.pipeline.keywords.term_counts` of the texts, when already counted. Keywords are c-TF-IDF among ``themes``.
+    ``documents`` needs ``sentiment_score`` and ``rating`` columns, one row per document; ``units`` are the rows
+    the activations were read on (:class:`Units`); ``terms``: :func:`~worker.pipeline.keywords.term_counts` of the
+    units' texts, when already counted. Keywords are c-TF-IDF among ``themes``, counted on the units that carry them;
+    sentiment is per member comment (:func:`member_sentiment`); rating per member comment; examples are units.
     """
     if not themes:
         return []
-    texts = documents["text"].tolist()
-    counts, vocabulary = terms if terms is not None else term_counts(texts)
+    counts, vocabulary = terms if terms is not None else term_counts(units.texts)
+    rows = [t.unit_rows for t in themes]
     membership = sp.csr_matrix(
         (
-            np.ones(sum(t.size for t in themes), dtype=np.float32),
-            (np.concatenate([t.members for t in themes]), np.repeat(np.arange(len(themes)), [t.size for t in themes])),
+            np.ones(sum(len(r) for r in rows), dtype=np.float32),
+            (np.concatenate(rows), np.repeat(np.arange(len(themes)), [len(r) for r in rows])),
         ),
-        shape=(len(texts), len(themes)),
+        shape=(len(units.texts), len(themes)),
     )
     weights = class_tfidf(membership, counts)
-    scores = documents["sentiment_score"].to_numpy()
-    labels = documents["sentiment_label"].to_numpy()
+    scores = documents["sentiment_score"].to_numpy(dtype=float)
     ratings = documents["rating"].to_numpy(dtype=float)
     for i, theme in enumerate(themes):
         theme.keywords = top_keywords(weights[i], vocabulary, options.n_keywords) if weights.size else []
         theme.label = make_label(theme.keywords)
-        theme.sentiment = aggregate(scores[theme.members], labels[theme.members])
+        theme.member_sentiment = member_sentiment(theme, units, scores, options.span_sentiment_weight)
+        theme.sentiment = aggregate(theme.member_sentiment, label_scores(theme.member_sentiment))
         rated = ratings[theme.members]
         rated = rated[~np.isnan(rated)]
         theme.rating = {"mean": float(rated.mean()), "count": int(rated.size)} if rated.size else None
-        theme.examples = pick_examples(theme, texts, embeddings, options)
+        theme.examples = pick_examples(theme, units, options)
     return sorted(themes, key=lambda t: (-t.size, t.id))
 
 
-def pick_examples(theme: Theme, texts: list[str], embeddings: np.ndarray | DocumentVectors, options: ThemeOptions) -> list[int]:
-    """Top-activating members, skipping repeats and near-duplicates of those already chosen."""
-    order = theme.members[np.argsort(-theme.activations, kind="stable")]
+def pick_examples(theme: Theme, units: Units, options: ThemeOptions) -> list[int]:
+    """Top-activating units, at most one per comment, skipping repeats and near-duplicates of those chosen."""
+    order = theme.unit_rows[np.argsort(-theme.unit_activations, kind="stable")]
     chosen: list[int] = []
     seen: set[str] = set()
-    for doc in order:
-        text = texts[doc].casefold()
-        if text in seen:
+    docs: set[int] = set()
+    for row in order:
+        text = units.texts[row].casefold()
+        doc = int(units.doc[row])
+        if text in seen or doc in docs:
             continue
-        if chosen and float(np.max(embeddings[chosen] @ embeddings[doc])) > options.example_similarity:
+        if chosen and float(np.max(units.vectors[chosen] @ units.vectors[row])) > options.example_similarity:
             continue
-        chosen.append(int(doc))
+        chosen.append(int(row))
         seen.add(text)
+        docs.add(doc)
         if len(chosen) >= options.n_examples:
             break
     return chosen
