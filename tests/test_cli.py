@@ -28,8 +28,11 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     first, second = outputs
     assert first["metadata"].pop("created_at") and second["metadata"].pop("created_at")
     # the second run finds every text in the embedding cache; nothing else may differ
-    assert first["metadata"]["counts"].pop("embedded") == len(pd.read_csv(sample_csv))
+    # the model reads the comments' sentences: every distinct one is embedded once
+    assert first["metadata"]["counts"].pop("embedded") == first["metadata"]["counts"]["unique_texts"]
     assert second["metadata"]["counts"].pop("embedded") == 0
+    assert first["metadata"]["units"] == "spans"
+    assert first["metadata"]["counts"]["spans"] > len(pd.read_csv(sample_csv))
     assert first == second
     meta = first["metadata"]
     assert meta["n_documents"] == len(pd.read_csv(sample_csv)) and meta["seed"] == 3
@@ -41,11 +44,20 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
         assert theme["label"] and theme["rating"]["count"] == theme["size"]
         assert len(theme["keywords"]) >= 5 and 1 <= len(theme["examples"]) <= 5
         assert abs(sum(theme["sentiment"][k] for k in ("negative", "neutral", "positive")) - 1) < 1e-3
-        assert 0 < theme["cohesion"] <= 1
+        assert 0 < theme["cohesion"] <= 1 and theme["span_count"] >= theme["size"]
+        for example in theme["examples"]:
+            span = example["span"]
+            assert example["text"][span["start"] : span["end"]] == span["text"] and span["text"]
     assert meta["smoothing"] == {"n_neighbors": 15, "weight": 0.8} and meta["levels"] == {"broader": 0.5, "finer": 2.0}
     long = pd.read_csv(tmp_path / "a" / "document_themes.csv", dtype={"doc_id": str})
     assert list(long.columns) == ["doc_id", "theme_id", "activation"]
     assert set(long["theme_id"]) == {t["id"] for t in first["themes"]}
+    spans = pd.read_csv(tmp_path / "a" / "span_themes.csv", dtype={"doc_id": str})
+    assert list(spans.columns) == ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
+    # a comment is in a theme exactly when one of its spans is
+    assert set(zip(spans.doc_id, spans.theme_id)) == set(zip(long.doc_id, long.theme_id))
+    texts = pd.read_csv(sample_csv, dtype={"id": str}).set_index("id")["text"]
+    assert all(0 <= s < e <= len(texts[d]) for d, s, e in zip(spans.doc_id, spans.start, spans.end))
     docs = pd.read_csv(tmp_path / "a" / "documents.csv")
     assert len(docs) == meta["n_documents"] and docs["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
     # themes group comments about one subject: the best theme for each fixture subject is mostly about it

@@ -10,6 +10,7 @@ import pandas as pd
 from worker.pipeline.output import (
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
+    SPAN_THEMES_COLUMNS,
     THEMES_COLUMNS,
     themes_document,
     write_output_files,
@@ -39,14 +40,40 @@ def test_themes_document_schema():
     theme = doc["themes"][0]
     assert set(theme) >= {"id", "label", "keywords", "size", "share", "sentiment", "rating", "examples"}
     assert theme["share"] == 0.6667 and theme["size"] == 2 and theme["cohesion"] == 0.7123
-    assert theme["examples"][1] == {"doc_id": "b", "text": "lost parcel", "activation": 0.6123}
+    assert theme["examples"][1] == {"doc_id": "b", "text": "lost parcel", "activation": 0.6123,
+                                    "span": {"index": 0, "start": 0, "end": 11, "text": "lost parcel"}}
+    assert theme["span_count"] == 2  # without spans, each comment is its one span
+
+
+def test_examples_and_span_table_point_into_their_comments(tmp_path):
+    from worker.pipeline.spans import split_spans
+
+    docs, _ = _fixture()
+    docs["text"] = ["The parcel came late. The dress is lovely though.", "Lost parcel, nobody answers the phone.",
+                    "Lovely fabric and colour. Late parcel again, third time now."]  # fmt: skip
+    spans = split_spans(docs["text"].tolist())
+    assert spans.doc.tolist() == [0, 0, 1, 2, 2] and spans.index.tolist() == [0, 1, 0, 0, 1]
+    theme = Theme(id=4, features=[4], members=np.array([0, 1, 2]), activations=np.array([0.9, 0.7, 0.8]),
+                  spans=np.array([0, 2, 4]), span_activations=np.array([0.9, 0.7, 0.8]), label="parcel",
+                  keywords=["parcel"], sentiment={"mean": -0.5, "negative": 1.0, "neutral": 0.0, "positive": 0.0},
+                  examples=[0, 4])  # fmt: skip
+    doc = themes_document([theme], docs, {}, spans=spans)
+    first, second = doc["themes"][0]["examples"]
+    assert first["span"] == {"index": 0, "start": 0, "end": 21, "text": "The parcel came late."}
+    assert second["doc_id"] == "c" and second["span"]["text"] == "Late parcel again, third time now."
+    assert second["text"][second["span"]["start"] : second["span"]["end"]] == second["span"]["text"]
+    assert doc["themes"][0]["span_count"] == 3 and doc["themes"][0]["size"] == 3
+    paths = write_output_files(tmp_path, doc, [theme], docs, spans)
+    table = pd.read_csv(paths[3], dtype={"doc_id": str})
+    assert list(table.columns) == SPAN_THEMES_COLUMNS
+    assert table.values.tolist() == [["a", 0, 0, 21, 4, 0.9], ["c", 1, 26, 60, 4, 0.8], ["b", 0, 0, 38, 4, 0.7]]
 
 
 def test_write_output_files(tmp_path):
     docs, themes = _fixture()
     doc = themes_document(themes, docs, {"model": "m", "sae": {}, "seed": 0, "created_at": "x"})
     paths = write_output_files(tmp_path, doc, themes, docs)
-    names = ["themes.json", "themes.csv", "document_themes.csv", "documents.csv", "theme_groups.csv"]
+    names = ["themes.json", "themes.csv", "document_themes.csv", "span_themes.csv", "documents.csv", "theme_groups.csv"]
     assert [p.name for p in paths] == names
     assert json.loads(paths[0].read_text()) == doc
     themes_csv = pd.read_csv(paths[1])
@@ -55,7 +82,9 @@ def test_write_output_files(tmp_path):
     long = pd.read_csv(paths[2], dtype={"doc_id": str})
     assert list(long.columns) == DOCUMENT_THEMES_COLUMNS
     assert long.values.tolist() == [["a", 7, 0.8], ["b", 7, 0.6123]]
-    documents = pd.read_csv(paths[3], dtype={"doc_id": str}, keep_default_na=False)
+    assert pd.read_csv(paths[3], dtype={"doc_id": str}).values.tolist() == [["a", 0, 0, 11, 7, 0.8],
+                                                                             ["b", 0, 0, 11, 7, 0.6123]]
+    documents = pd.read_csv(paths[4], dtype={"doc_id": str}, keep_default_na=False)
     assert list(documents.columns) == DOCUMENTS_COLUMNS
     assert documents["date"].tolist() == ["2026-01-01T00:00:00Z", "", "2026-02-03T00:00:00Z"]
     assert documents["sentiment_score"][0] == -0.5123
@@ -74,7 +103,7 @@ def test_groups_in_the_document_and_their_csv(tmp_path):
     assert record["kind"] == "union"
     assert record["share"] == 1.0 and record["examples"][0]["text"] == "=SUM(A1)" and record["rating"]["mean"] == 3.0
     paths = write_output_files(tmp_path, doc, themes, docs)
-    table = pd.read_csv(paths[4])
+    table = pd.read_csv(paths[5])
     assert list(table.columns) == ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
     assert table.loc[0, ["group_id", "level", "size", "theme_ids", "kind"]].tolist() == [1, 2, 3, "7; 11", "union"]
     assert record["cohesion"] is None and pd.isna(table.loc[0, "cohesion"])  # not rated: null, an empty cell
@@ -99,7 +128,7 @@ def test_output_files_neutralise_formula_cells(tmp_path):
                   rating={"mean": 1.0, "count": 1}, examples=[0, 5])  # fmt: skip
     paths = write_output_files(tmp_path, themes_document([theme], docs, {}), [theme], docs)
 
-    documents = pd.read_csv(paths[3], dtype=str, keep_default_na=False)
+    documents = pd.read_csv(paths[4], dtype=str, keep_default_na=False)
     assert documents["text"].tolist() == ["'" + t for t in FORMULAS] + ORDINARY
     assert documents["doc_id"][0] == "'=1+1" and documents["sentiment_score"][0] == "-0.5"  # numbers stay numbers
     themes_csv = pd.read_csv(paths[1], dtype=str, keep_default_na=False)
