@@ -16,6 +16,7 @@ from worker.pipeline.output import (
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
     REPORT_COLUMNS,
+    SPAN_THEMES_COLUMNS,
     THEMES_COLUMNS,
 )
 
@@ -23,15 +24,24 @@ pytestmark = pytest.mark.services
 
 
 def test_versioned_columns_extend_the_cli_files():
-    # columns added after schema version 1's tables were made (cohesion, migration 0004) go last in the report tables;
-    # theme_groups (migration 0003) gained kind (0005) after cohesion, as theme_groups.csv ends with it
-    assert [c for c, _ in REPORT_COLUMNS["theme_groups"]][-2:] == ["cohesion", "kind"]
-    later = ["cohesion"]
+    # columns added after the tables were made go last in the report tables, in the order ALTER TABLE appended them:
+    # cohesion (migration 0004), kind (0005, theme_groups only), span_count (0007, schema version 2)
+    assert [c for c, _ in REPORT_COLUMNS["theme_groups"]][-3:] == ["cohesion", "kind", "span_count"]
+    later = ["cohesion", "span_count"]
     first = [c for c in THEMES_COLUMNS if c not in later]
     assert [c for c, _ in REPORT_COLUMNS["themes"]][: len(first)] == first
     assert [c for c, _ in REPORT_COLUMNS["themes"]][-len(later):] == later and set(later) <= set(THEMES_COLUMNS)
     assert [c for c, _ in REPORT_COLUMNS["document_themes"]] == DOCUMENT_THEMES_COLUMNS
+    assert [c for c, _ in REPORT_COLUMNS["span_themes"]] == SPAN_THEMES_COLUMNS  # a table of version 2 (0007)
     assert [c for c, _ in REPORT_COLUMNS["documents"]] == DOCUMENTS_COLUMNS
+
+
+def test_every_report_is_served_and_published():
+    from service.api.routes_reports import ReportName
+    from service.storage.reporting_schema import EDITED_TABLES
+
+    assert set(ReportName.__args__) == set(REPORT_COLUMNS)
+    assert {"themes", "document_themes", "span_themes"} <= set(EDITED_TABLES) <= set(REPORT_COLUMNS)
 
 
 @pytest.fixture
@@ -105,6 +115,20 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     assert count(admin, f"SELECT kind FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == "union"
     assert count(admin, "SELECT count(*) FROM reporting.document_themes WHERE theme_id = 5 "
                         f"AND project_id = '{alice_project}'") == 0  # fmt: skip
+    # schema version 2: span_themes (the merged theme's spans under the theme it was merged into, once each) and
+    # span_count, which counts them
+    assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 2
+    spans = admin.execute('SELECT s.theme_id, s.doc_id, s.span_index, s.start, s."end", d.text '
+                          "FROM reporting.span_themes s JOIN reporting.documents d USING (project_id, doc_id) "
+                          "WHERE s.project_id = %s", (alice_project,)).fetchall()  # fmt: skip
+    assert {r[0] for r in spans} == {3, 8, 11}
+    assert len(spans) == len({r[:3] for r in spans}) and all(0 <= r[3] < r[4] <= len(r[5]) for r in spans)
+    assert all(any(topic in r[5][r[3] : r[4]] for topic in ("The delivery was late again", "Shipping took far too long"))
+               for r in spans if r[0] == 3)  # fmt: skip
+    span_counts = dict(admin.execute("SELECT theme_id, span_count FROM reporting.themes WHERE project_id = %s",
+                                     (alice_project,)).fetchall())  # fmt: skip
+    assert span_counts == {t: sum(r[0] == t for r in spans) for t in (3, 8, 11)}
+    assert count(admin, f"SELECT span_count FROM reporting.theme_groups WHERE project_id = '{alice_project}'") > 0
 
     role, password = grant(postgres, "alice")
     dsn = f"postgresql://{role}:{password}@127.0.0.1:5432/{postgres['name']}"
@@ -134,9 +158,11 @@ def test_grant_refuses_unknown_tenants_and_bad_names(postgres):
         assert out.returncode == 2 and words in out.stderr, out.stderr
 
 
-def test_upgrade_to_theme_groups_grants_roles_made_before_it():
+def test_upgrades_grant_roles_made_before_them():
     """A database at 0002 with a BI role already granted: migration 0003 adds ``reporting.theme_groups`` (row-level
-    security on) readable by that role; it downgrades and upgrades again."""
+    security on) readable by that role. The same database at 0006 with a finished job's rows: 0007 adds
+    ``span_themes`` and ``reporting.span_themes`` (row-level security on, readable by the role) and ``span_count`` to
+    ``reporting.themes`` and ``reporting.theme_groups``, keeping every row. Both downgrade and upgrade again."""
     if not reachable(5432):
         pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")
     from alembic import command
@@ -154,14 +180,41 @@ def test_upgrade_to_theme_groups_grants_roles_made_before_it():
         config.set_main_option("sqlalchemy.url", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
         command.upgrade(config, "0002")
         dsn = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:  # as `reporting grant` leaves a role (its table grants)
             conn.execute("INSERT INTO reporting.role_tenants VALUES (%s, 'tenant-1')", (role,))
+            conn.execute(f'GRANT USAGE ON SCHEMA reporting TO "{role}"')
+            conn.execute(f'GRANT SELECT ON reporting.role_tenants TO "{role}"')
+        command.upgrade(config, "0006")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert readable(conn, role, "reporting.theme_groups")
+            old_rows(conn)
         command.upgrade(config, "head")
         with psycopg.connect(dsn, autocommit=True) as conn:
-            granted = f"SELECT has_table_privilege('{role}', 'reporting.theme_groups', 'SELECT')"
-            assert conn.execute(granted).fetchone()[0] is True
-            assert conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'reporting.theme_groups'::regclass"
-                                ).fetchone()[0] is True  # fmt: skip
+            assert readable(conn, role, "reporting.span_themes")
+            assert conn.execute("SELECT count(*) FROM span_themes").fetchone()[0] == 0  # jobs before it have none
+            assert conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_span_themes_job_theme'"
+                                ).fetchone()[0].endswith("(job_id, theme_id, activation)")  # fmt: skip
+            columns = [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                                  "table_schema = 'reporting' AND table_name = 'span_themes' "
+                                                  "ORDER BY ordinal_position")]  # fmt: skip
+            assert columns == ["tenant_id", "project_id", *SPAN_THEMES_COLUMNS]
+            for table in ("themes", "theme_groups"):
+                assert last_column(conn, table) == "span_count"
+            assert conn.execute("SELECT theme_id, span_count FROM reporting.themes").fetchall() == [(7, None)]
+            assert conn.execute("SELECT count(*) FROM document_themes").fetchone()[0] == 1
+            assert "version 2" in conn.execute("SELECT obj_description('reporting.themes'::regclass)").fetchone()[0]
+            for tenant in ("tenant-1", "tenant-2"):
+                conn.execute("INSERT INTO reporting.span_themes VALUES (%s, 'p', 'd', 0, 0, 5, 7, 0.5)", (tenant,))
+            conn.execute(f'SET ROLE "{role}"')  # the policy: the role's tenant's rows only
+            assert conn.execute("SELECT tenant_id FROM reporting.span_themes").fetchall() == [("tenant-1",)]
+            conn.execute("RESET ROLE")
+        command.downgrade(config, "0006")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('reporting.span_themes'), to_regclass('span_themes')"
+                                ).fetchone() == (None, None)  # fmt: skip
+            assert last_column(conn, "themes") == "cohesion" and last_column(conn, "theme_groups") == "kind"
+            assert conn.execute("SELECT theme_id FROM reporting.themes").fetchall() == [(7,)]
+            assert "version 1" in conn.execute("SELECT obj_description('reporting.themes'::regclass)").fetchone()[0]
         command.downgrade(config, "0002")
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT to_regclass('reporting.theme_groups')").fetchone()[0] is None
@@ -170,3 +223,28 @@ def test_upgrade_to_theme_groups_grants_roles_made_before_it():
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def readable(conn, role: str, table: str) -> bool:
+    """``role`` may read ``table`` and the table has row-level security on."""
+    granted = conn.execute(f"SELECT has_table_privilege('{role}', '{table}', 'SELECT')").fetchone()[0]
+    secured = conn.execute(f"SELECT relrowsecurity FROM pg_class WHERE oid = '{table}'::regclass").fetchone()[0]
+    return granted is True and secured is True
+
+
+def last_column(conn, table: str) -> str:
+    return conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'reporting' AND "
+                        "table_name = %s ORDER BY ordinal_position DESC LIMIT 1", (table,)).fetchone()[0]  # fmt: skip
+
+
+def old_rows(conn) -> None:
+    """A finished job's rows as revision 0006 stores them: a document, a membership, a published theme."""
+    conn.execute("INSERT INTO tenants VALUES ('tenant-1', 'one', now())")
+    conn.execute("INSERT INTO projects (id, tenant_id, created_at) VALUES ('p', 'tenant-1', now())")
+    conn.execute("INSERT INTO jobs (id, tenant_id, project_id, status, progress, counts, source, source_kind, columns, "
+                 "n_chunks, created_at) VALUES ('j', 'tenant-1', 'p', 'succeeded', 1, '{}', '-', 'json', '{}', 1, now())")
+    document = conn.execute("INSERT INTO documents (project_id, job_id, doc_id, text) VALUES ('p', 'j', 'd', "
+                            "'Late again. Never again.') RETURNING id").fetchone()[0]  # fmt: skip
+    conn.execute("INSERT INTO document_themes VALUES ('j', 7, %s, 0.5)", (document,))
+    conn.execute("INSERT INTO reporting.themes (tenant_id, project_id, theme_id, label) VALUES ('tenant-1', 'p', 7, "
+                 "'late')")

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, inspect, select
 
 from service.keys import hash_key, tenant_for_key
-from service.storage.models import ApiKey, Document, DocumentTheme, Job, Project, ThemeRow
+from service.storage.models import ApiKey, Document, DocumentTheme, Job, Project, SpanTheme, ThemeRow
 from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 
@@ -174,7 +174,7 @@ def operations(schema: dict[str, Any]):
 def state_of_alice(headers, client, ids) -> dict[str, Any]:
     with session_scope() as session:
         counts = {t.__tablename__: session.scalar(select(func.count()).select_from(t))
-                  for t in (Job, Project, Document, ThemeRow, DocumentTheme)}  # fmt: skip
+                  for t in (Job, Project, Document, ThemeRow, DocumentTheme, SpanTheme)}  # fmt: skip
         job = session.get(Job, ids["job_id"])
         counts["job"] = (job.status, job.error, job.progress)
     for path in (f"/v1/projects/{ids['project_id']}", f"/v1/jobs/{ids['job_id']}", f"/v1/projects/{ids['project_id']}/edits",

@@ -15,6 +15,7 @@ from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 from worker.pipeline.output import themes_document
 from worker.pipeline.sentiment import aggregate, label_scores, score_texts
+from worker.pipeline.spans import Spans, split_spans
 from worker.pipeline.themes import Theme
 from worker.runner import (
     project_documents,
@@ -48,7 +49,8 @@ def make_documents(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, dict[int,
     texts, ratings = [], []
     for i in range(n):
         parts = [TOPICS[t][0] for t in TOPICS if i in members[t]] or ["It was fine"]
-        texts.append(f"{'. '.join(parts)} (#{i})")
+        cart = "\U0001f6d2 " if i % 5 == 0 else ""  # a character beyond the BMP: offsets count code points
+        texts.append(f"{cart}{'. '.join(parts)} (#{i})")
         ratings.append(float(np.clip(np.mean([TOPICS[t][1] for t in TOPICS if i in members[t]] or [3.5])
                                      + rng.normal(0, 0.3), 1, 5)))  # fmt: skip
     texts[int(members[8][0])] = XSS + " Great fit"
@@ -72,8 +74,20 @@ def scored_documents(project_id: str) -> pd.DataFrame:
     return after
 
 
+def theme_spans(spans: Spans, texts: list[str], theme_id: int, rows: np.ndarray) -> np.ndarray:
+    """The span rows carrying a theme: each member comment's spans that hold the theme's sentence (all its spans
+    when none does, as for the comments replaced by an injection attempt)."""
+    out = []
+    for row in rows:
+        own = np.flatnonzero(spans.doc == row)
+        hits = [u for u in own if TOPICS[theme_id][0] in spans.text(texts, u)]
+        out += hits or list(own)
+    return np.array(out, dtype=np.int64)
+
+
 def run_job(project: str | None, tenant: str = "alice", previous: str | None = None, seed: int = 0) -> tuple[str, str]:
-    """A job as the worker stores it: documents, sentiment, themes (made up here), store_results."""
+    """A job as the worker stores it: documents, sentiment, spans, themes (made up here, each carried by the spans
+    holding its sentence), store_results."""
     docs, members = make_documents(seed=seed)
     with session_scope() as session:
         job, _ = create_job(session, NewJob(job_id=f"job{seed:029d}", tenant_id=tenant_id(tenant), project_id=project,
@@ -84,25 +98,32 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
     store_documents(project_id, job_id, docs)
     frame = scored_documents(project_id)
     position = {d: i for i, d in enumerate(frame["doc_id"])}
+    texts = frame["text"].tolist()
+    spans = split_spans(texts)
     themes = []
     for theme_id, rows in members.items():
         rows = np.array(sorted(position[f"D{r:04d}"] for r in rows))
         acts = np.linspace(1.0, 0.5, len(rows))
-        theme = Theme(id=theme_id, features=[theme_id], members=rows, activations=acts,
+        units = theme_spans(spans, texts, theme_id, rows)
+        unit_acts = acts[np.searchsorted(rows, spans.doc[units])]
+        theme = Theme(id=theme_id, features=[theme_id], members=rows, activations=acts, spans=units,
+                      span_activations=unit_acts,
                       label=TOPICS[theme_id][0].lower(), keywords=TOPICS[theme_id][0].lower().split()[:5],
                       sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows],
                                           frame["sentiment_label"].to_numpy()[rows]),
                       rating={"mean": float(frame["rating"].to_numpy()[rows].mean()), "count": len(rows)},
-                      examples=list(rows[:3]), cohesion=0.5 + theme_id / 100)  # fmt: skip
+                      examples=list(units[:3]), cohesion=0.5 + theme_id / 100)  # fmt: skip
         themes.append(theme)
     pair = themes[:2]  # one theme group over the first two themes, as the worker's group_themes makes them
     rows = np.union1d(pair[0].members, pair[1].members)
+    units = np.union1d(pair[0].spans, pair[1].spans)
     group = Theme(id=1, features=sorted(f for t in pair for f in t.features), members=rows,
-                  activations=np.ones(len(rows)), label="group", keywords=["group"], examples=list(rows[:2]),
+                  activations=np.ones(len(rows)), spans=units, span_activations=np.ones(len(units)), label="group",
+                  keywords=["group"], examples=list(units[:2]),
                   sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows], frame["sentiment_label"].to_numpy()[rows]),
                   rating=None, themes=sorted(t.id for t in pair), level=2, cohesion=0.4, kind="union")  # fmt: skip
-    document = themes_document(themes, frame, {"model": "test"}, [group])
-    store_results(job_id, project_id, previous, document, themes, frame, "-", {"documents": len(frame)})
+    document = themes_document(themes, frame, {"model": "test"}, [group], spans)
+    store_results(job_id, project_id, previous, document, themes, frame, "-", {"documents": len(frame)}, spans=spans)
     return job_id, project_id
 
 
@@ -271,7 +292,7 @@ def test_report_formats(project):
     for name, spec in REPORT_COLUMNS.items():
         response = client.get(f"/v1/projects/{project_id}/reports/{name}.parquet", headers=headers)
         assert response.status_code == 200, response.text
-        assert response.headers["x-report-schema-version"] == "1"
+        assert response.headers["x-report-schema-version"] == "2"
         table = pq.read_table(io.BytesIO(response.content))
         assert table.column_names == [c for c, _ in spec] and table.num_rows > 0
         assert report(client, headers, project_id, name)[0].keys() == set(table.column_names)

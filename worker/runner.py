@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
 
@@ -25,12 +26,12 @@ from service.problems import problem
 from service.settings import get_settings
 from service.storage.derived import refresh_derived
 from service.storage.embeddings import DatabaseEmbeddingCache
-from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, utcnow
+from service.storage.models import Document, DocumentTheme, Job, Project, SpanTheme, ThemeGroupRow, ThemeRow, utcnow
 from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
 from worker.analysis_options import from_settings
-from worker.pipeline.spans import split_spans
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
+from worker.pipeline.spans import Spans, split_spans
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
               "themes": (0.90, 1.0)}  # fmt: skip
@@ -246,24 +247,28 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
     store_sentiment(docs, result.documents)
     sae_dir = settings.projects_dir / project_id / "sae" / job_id
     result.sae.save(sae_dir)
-    counts.update({"project_documents": len(docs), "re_embedded": result.counts["embedded"]})
+    counts.update({"project_documents": len(docs), "re_embedded": result.counts["embedded"],
+                   "spans": result.counts["spans"]})  # fmt: skip
     result.document["metadata"]["counts"] = counts
     store_results(job_id, project_id, previous_job, result.document, result.themes, result.documents, str(sae_dir),
-                  counts, owner)  # fmt: skip
+                  counts, owner, spans=result.spans)  # fmt: skip
     log.info("job %s succeeded: %d comments, %d themes", job_id, len(docs), len(result.document["themes"]))
     return result.document["metadata"]
 
 
 def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],
                   themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any],
-                  owner: str | None = None) -> None:  # fmt: skip
-    """Store themes and memberships of the job, mark new themes, compute impact and trends, make this job the
-    project's current one, and publish the project's report tables (PostgreSQL). One transaction, which ends the job
-    ``succeeded`` only if it is still running (and held by ``owner`` when given): else nothing is stored."""
+                  owner: str | None = None, spans: Spans | None = None) -> None:  # fmt: skip
+    """Store themes and memberships of the job (comments and the spans carrying each theme: ``spans`` are the
+    units the themes' rows index, ``None``: the comments themselves), mark new themes, compute impact and trends, make
+    this job the project's current one, and publish the project's report tables (PostgreSQL). One transaction, which
+    ends the job ``succeeded`` only if it is still running (and held by ``owner`` when given): else nothing is
+    stored."""
     with session_scope() as session:
         first_seen = dict(
             session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
         ) if previous_job else {}  # fmt: skip
+        session.execute(delete(SpanTheme).where(SpanTheme.job_id == job_id))
         session.execute(delete(DocumentTheme).where(DocumentTheme.job_id == job_id))
         session.execute(delete(ThemeRow).where(ThemeRow.job_id == job_id))
         rows = []
@@ -285,6 +290,9 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
                  for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip
         for start in range(0, len(links), 5000):
             session.execute(insert(DocumentTheme), links[start : start + 5000])
+        span_links = span_rows(job_id, themes, ids, spans if spans is not None else Spans.whole(docs["text"].tolist()))
+        for start in range(0, len(span_links), 5000):
+            session.execute(insert(SpanTheme), span_links[start : start + 5000])
         refresh_derived(session, job_id, seed=get_settings().seed)  # impact, trends, emerging, the project's merges
         meta = {**document["metadata"], "counts": counts}
         held = [Job.owner == owner] if owner is not None else []
@@ -297,6 +305,21 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
             raise JobGone(job_id)  # finished, or taken over by another task: roll back, store nothing
         session.execute(update(Project).where(Project.id == project_id).values(current_job_id=job_id, sae_path=sae_dir))
         publish_reporting(session, project_id)  # PostgreSQL: the report tables into `reporting`, in this transaction
+
+
+def span_rows(job_id: str, themes: list, ids: Any, spans: Spans) -> list[dict[str, Any]]:
+    """The ``span_themes`` rows of the job: each theme's unit rows (span rows of ``spans``) with their activations;
+    ``ids``: the database id of each document row."""
+    rows = []
+    for t in themes:
+        units = np.asarray(t.unit_rows, dtype=np.int64)
+        document_ids = ids[spans.doc[units]]
+        for document_id, index, start, end, activation in zip(document_ids.tolist(), spans.index[units].tolist(),
+                                                              spans.start[units].tolist(), spans.end[units].tolist(),
+                                                              t.unit_activations.tolist()):  # fmt: skip
+            rows.append({"job_id": job_id, "theme_id": t.id, "document_id": int(document_id), "span_index": index,
+                         "start": start, "end": end, "activation": round(float(activation), 4)})  # fmt: skip
+    return rows
 
 
 def ingest_problem(exc: IngestError) -> dict[str, Any]:

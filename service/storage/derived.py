@@ -7,10 +7,10 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from service.storage.models import Document, DocumentTheme, Job, ThemeRow, ThemeTrendRow
+from service.storage.models import Document, DocumentTheme, Job, SpanTheme, ThemeRow, ThemeTrendRow
 from service.storage.theme_view import job_view
 
 
@@ -27,7 +27,7 @@ def job_documents(session: Session, job: Job) -> list[Any]:
 def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
     """Recompute what depends on the project's merges for a job: impact (one joint ridge regression of the rating on
     all shown themes' activations, bootstrap interval), trends per period and the ``emerging`` flag, and the size,
-    sentiment, rating and examples of themes that others were merged into. Stored in ``themes.derived`` and
+    sentiment, rating, examples and span count of themes that others were merged into. Stored in ``themes.derived`` and
     ``theme_trends``."""
     import pandas as pd
     import scipy.sparse as sp
@@ -82,6 +82,8 @@ def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
         if len(view.groups[root]) > 1:
             derived.update(_merged_figures(root, [rows[t].record for t in view.groups[root]], members[root],
                                            activation_of.get(root, {}), scores, labels, ratings, n_docs))  # fmt: skip
+            if spans := _distinct_spans(session, job_id, view.groups[root]):
+                derived["span_count"] = spans
         row.derived = derived
         row.size = derived.get("size", row.record["size"])
         row.sentiment_mean = derived.get("sentiment", row.record["sentiment"])["mean"]
@@ -95,6 +97,13 @@ def refresh_derived(session: Session, job_id: str, seed: int = 0) -> None:
         for begin in range(0, len(trend_rows), 5000):
             session.execute(insert(ThemeTrendRow), trend_rows[begin : begin + 5000])
     session.flush()
+
+
+def _distinct_spans(session: Session, job_id: str, themes: list[int]) -> int:
+    """How many distinct spans carry any of ``themes`` in the job (0 for a job stored without span rows)."""
+    spans = (select(SpanTheme.document_id, SpanTheme.span_index)
+             .where(SpanTheme.job_id == job_id, SpanTheme.theme_id.in_(themes)).distinct().subquery())  # fmt: skip
+    return session.scalar(select(func.count()).select_from(spans)) or 0
 
 
 def _merged_figures(root: int, records: list[dict], rows: np.ndarray, activation_of: dict[int, float],

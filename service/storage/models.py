@@ -159,6 +159,21 @@ class DocumentTheme(Base):
     activation: Mapped[float] = mapped_column(Float)
 
 
+class SpanTheme(Base):
+    """A span (sentence) of a comment that carries a theme: its index in the comment, its character offsets
+    ``[start, end)`` in the comment's text, and its activation (``document_themes`` holds the comment's)."""
+
+    __tablename__ = "span_themes"
+    __table_args__ = (Index("ix_span_themes_job_theme", "job_id", "theme_id", "activation"),)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    span_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    activation: Mapped[float] = mapped_column(Float)
+
+
 class ThemeEdit(Base):
     """A person's edit of a theme, kept per project across jobs: a new label, hidden, or merged into another theme."""
 

@@ -1,7 +1,8 @@
 """Report tables for BI tools: their rows for a project (the project's edits applied), as CSV cells or Parquet.
 
-Schema version 1; the columns and their types are ``worker.pipeline.output.REPORT_COLUMNS``. Columns are only ever
-appended within a version; a removal or change of meaning is a new version. See docs/bi.md.
+Schema version 2 (version 1 and ``span_themes``, ``span_count`` in ``themes`` and ``theme_groups``); the columns and
+their types are ``worker.pipeline.output.REPORT_COLUMNS``. Columns are only ever appended within a version; a removal or
+change of meaning is a new version. See docs/bi.md.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.storage.errors import Conflict
-from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow, ThemeRow, ThemeTrendRow
+from service.storage.models import (
+    Document,
+    DocumentTheme,
+    Job,
+    Project,
+    SpanTheme,
+    ThemeGroupRow,
+    ThemeRow,
+    ThemeTrendRow,
+)
 from service.storage.theme_view import job_view
 from worker.pipeline.output import REPORT_COLUMNS, summary_cells
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH = 2000
-NEEDS_THEMES = {"themes", "document_themes", "theme_trends", "theme_impact", "theme_groups"}
+NEEDS_THEMES = {"themes", "document_themes", "span_themes", "theme_trends", "theme_impact", "theme_groups"}
 
 
 def columns(name: str) -> list[str]:
@@ -55,7 +65,7 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
             impact = r.get("impact") or {}
             yield (r["id"], *summary_cells(r), bool(r.get("emerging")), impact.get("coef"), impact.get("low"),
                    impact.get("high"), "; ".join(str(m) for m in r.get("merged", [])) or None,
-                   r.get("original_label"), r.get("cohesion"))  # fmt: skip
+                   r.get("original_label"), r.get("cohesion"), span_count(r))  # fmt: skip
     elif name == "theme_impact":
         for r in shown_records(session, job):
             if r.get("impact"):
@@ -71,27 +81,56 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
                    bool(record.get("emerging")))  # fmt: skip
     elif name == "document_themes":
         yield from _document_theme_rows(session, job)
+    elif name == "span_themes":
+        yield from _span_theme_rows(session, job)
     elif name == "theme_groups":
         query = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
         for g in session.scalars(query.order_by(ThemeGroupRow.size.desc(), ThemeGroupRow.group_id)):
             yield (g["id"], g["level"], *summary_cells(g), "; ".join(str(t) for t in g["themes"]), g.get("cohesion"),
-                   g.get("kind", "union"))  # fmt: skip
+                   g.get("kind", "union"), span_count(g))  # fmt: skip
     else:
         raise KeyError(name)
 
 
-def _document_theme_rows(session: Session, job: Job) -> Iterator[tuple]:
+def span_count(record: dict[str, Any]) -> int:
+    """How many spans carry a theme or group; a record stored before spans were counted: its size (one span per
+    comment)."""
+    return record.get("span_count", record["size"])
+
+
+def _shown_themes(session: Session, job: Job, column: Any) -> tuple[list[int], Any]:
+    """The job's themes whose rows a report shows (those shown, and those merged into them), and ``column`` (a
+    theme id column) mapped to the theme each is shown as."""
     view = job_view(session, job)
     visible = set(view.visible)
     themes = [t for t, root in view.root_of.items() if root in visible]
     merged = {t: root for t, root in view.root_of.items() if t != root and root in visible}
-    theme = case(merged, value=DocumentTheme.theme_id, else_=DocumentTheme.theme_id) if merged else DocumentTheme.theme_id
+    return themes, case(merged, value=column, else_=column) if merged else column
+
+
+def _document_theme_rows(session: Session, job: Job) -> Iterator[tuple]:
+    themes, theme = _shown_themes(session, job, DocumentTheme.theme_id)
     activation = func.max(DocumentTheme.activation)
     query = (select(Document.doc_id, theme.label("theme_id"), activation.label("activation"))
              .join(Document, Document.id == DocumentTheme.document_id)
              .where(DocumentTheme.job_id == job.id, DocumentTheme.theme_id.in_(themes))
              .group_by(Document.id, Document.doc_id, theme)
              .order_by(theme, activation.desc(), Document.doc_id))  # fmt: skip
+    for row in session.execute(query.execution_options(yield_per=BATCH)):
+        yield tuple(row)
+
+
+def _span_theme_rows(session: Session, job: Job) -> Iterator[tuple]:
+    """One row per (span, shown theme): a span that carries several themes merged into one shows once, with its
+    highest activation."""
+    themes, theme = _shown_themes(session, job, SpanTheme.theme_id)
+    activation = func.max(SpanTheme.activation)
+    query = (select(Document.doc_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, theme.label("theme_id"),
+                    activation.label("activation"))
+             .join(Document, Document.id == SpanTheme.document_id)
+             .where(SpanTheme.job_id == job.id, SpanTheme.theme_id.in_(themes))
+             .group_by(Document.id, Document.doc_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, theme)
+             .order_by(theme, activation.desc(), Document.doc_id, SpanTheme.span_index))  # fmt: skip
     for row in session.execute(query.execution_options(yield_per=BATCH)):
         yield tuple(row)
 

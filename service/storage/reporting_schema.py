@@ -16,7 +16,8 @@ from service.storage.report_tables import BATCH, SCHEMA_VERSION, columns, report
 from worker.pipeline.output import REPORT_COLUMNS
 
 log = logging.getLogger(__name__)
-EDITED_TABLES = ("themes", "document_themes", "theme_trends", "theme_impact")  # the tables a theme edit changes
+# the tables a theme edit changes
+EDITED_TABLES = ("themes", "document_themes", "span_themes", "theme_trends", "theme_impact")
 
 
 def publish_reporting(session: Session, project_id: str, tables: tuple[str, ...] | None = None) -> bool:
@@ -47,7 +48,8 @@ def _publish(session: Session, project_id: str, tables: tuple[str, ...]) -> None
                              "v": SCHEMA_VERSION})  # fmt: skip
             continue
         names = columns(name)
-        insert = text(f"INSERT INTO reporting.{name} (tenant_id, project_id, {', '.join(names)}) "
+        quoted = ", ".join(f'"{c}"' for c in names)  # span_themes has "end", a reserved word
+        insert = text(f"INSERT INTO reporting.{name} (tenant_id, project_id, {quoted}) "
                       f"VALUES (:tenant_id, :project_id, {', '.join(':' + c for c in names)})")  # fmt: skip
         batch: list[dict[str, Any]] = []
         for row in list(report_rows(session, project, name)):
