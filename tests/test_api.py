@@ -131,6 +131,12 @@ def test_openapi_documents_the_api(client):
     assert "/v1/jobs" in schema["paths"] and "/v1/projects/{project_id}/themes/{theme_id}" in schema["paths"]
     body = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
+    components = schema["components"]["schemas"]  # spans: a theme's span count, its examples' and comments' spans
+    assert "span_count" in components["ThemeRecord"]["properties"] and "span" in components["Example"]["properties"]
+    assert set(components["MemberSpan"]["properties"]) == {"index", "start", "end", "activation"}
+    assert "spans" in components["Member"]["properties"]
+    reports = schema["paths"]["/v1/projects/{project_id}/reports/{name}.csv"]["get"]["parameters"]
+    assert "span_themes" in next(p for p in reports if p["name"] == "name")["schema"]["enum"]
     assert client.get("/docs").status_code == 200
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.storage.errors import NotFound
-from service.storage.models import Document, DocumentTheme, Job, ThemeGroupRow, ThemeRow
+from service.storage.models import Document, DocumentTheme, Job, SpanTheme, ThemeGroupRow, ThemeRow
 from service.storage.theme_view import job_view
 
 THEME_SORTS = {"size": ThemeRow.size, "sentiment": ThemeRow.sentiment_mean}
@@ -45,14 +45,16 @@ def theme_detail(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
 
 
 def theme_members(session: Session, job_id: str, theme_id: int, offset: int, limit: int) -> tuple[list[dict], int]:
-    """Member comments of a theme (of every theme merged into it), highest activation first."""
+    """Member comments of a theme (of every theme merged into it), highest activation first, each with the spans
+    that carry the theme (``spans``: index, character offsets, activation; in comment order; empty for a job stored
+    without span rows)."""
     job = session.get(Job, job_id)
     group = job_view(session, job).groups.get(theme_id, [theme_id])
     where = (DocumentTheme.job_id == job_id, DocumentTheme.theme_id.in_(group))
     total = session.scalar(select(func.count(func.distinct(DocumentTheme.document_id))).where(*where)) or 0
     activation = func.max(DocumentTheme.activation).label("activation")
     rows = session.execute(
-        select(Document.doc_id, Document.text, activation, Document.sentiment_score,
+        select(Document.id, Document.doc_id, Document.text, activation, Document.sentiment_score,
                Document.sentiment_label, Document.rating)
         .join(Document, Document.id == DocumentTheme.document_id)
         .where(*where)
@@ -61,7 +63,30 @@ def theme_members(session: Session, job_id: str, theme_id: int, offset: int, lim
         .order_by(activation.desc(), Document.id)
         .offset(offset).limit(limit)
     ).all()  # fmt: skip
-    return [dict(row._mapping) for row in rows], total
+    spans = member_spans(session, job_id, group, [row.id for row in rows])
+    members = []
+    for row in rows:
+        member = dict(row._mapping)
+        member["spans"] = spans.get(member.pop("id"), [])
+        members.append(member)
+    return members, total
+
+
+def member_spans(session: Session, job_id: str, themes: list[int], document_ids: list[int]) -> dict[int, list[dict]]:
+    """Per document, the spans carrying any of ``themes`` in the job (a span carrying several: once, with its highest
+    activation), in comment order."""
+    if not document_ids:
+        return {}
+    activation = func.max(SpanTheme.activation).label("activation")
+    query = (select(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, activation)
+             .where(SpanTheme.job_id == job_id, SpanTheme.theme_id.in_(themes),
+                    SpanTheme.document_id.in_(document_ids))
+             .group_by(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end)
+             .order_by(SpanTheme.document_id, SpanTheme.span_index))  # fmt: skip
+    out: dict[int, list[dict]] = {}
+    for document_id, index, start, end, value in session.execute(query):
+        out.setdefault(document_id, []).append({"index": index, "start": start, "end": end, "activation": value})
+    return out
 
 
 def groups_page(session: Session, job: Job, offset: int, limit: int) -> tuple[list[dict], int]:
