@@ -98,6 +98,7 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     assert len(list(csv.DictReader(io.StringIO(client.get(f"/v1/projects/{project}/reports/themes.csv").text)))) == len(
         first_ids
     )
+    check_spans(client, project, themes, first_members)
 
     update = upload_csv(client, part_b, project=project, **fields)
     assert update.status_code == 202 and update.json()["project_id"] == project
@@ -118,6 +119,38 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     assert same_meaning >= 0.8 * len(kept), (same_meaning, len(kept))
     part_b_ids = {row["id"] for row in csv.DictReader(part_b.open())}
     assert any(len(members(client, project, t["id"]) & part_b_ids) >= 0.5 * t["size"] for t in new), new
+
+
+def report_rows(client: httpx.Client, project: str, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(client.get(f"/v1/projects/{project}/reports/{name}.csv").text)))
+
+
+def check_spans(client: httpx.Client, project: str, themes: dict, first_members: dict[int, set[str]]) -> None:
+    """Themes are found over spans (sentences), counted over comments: the span_themes report, the themes'
+    span_count, their examples' span and each listed comment's spans agree, at offsets into the comment's text."""
+    assert themes["metadata"]["units"] == "spans" and themes["metadata"]["counts"]["spans"] >= len(first_members)
+    texts = {r["doc_id"]: r["text"] for r in report_rows(client, project, "documents")}
+    spans = report_rows(client, project, "span_themes")
+    assert list(spans[0]) == ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
+    carried: dict[int, set[str]] = {}
+    for row in spans:
+        start, end = int(row["start"]), int(row["end"])
+        assert 0 <= start < end <= len(texts[row["doc_id"]]), row
+        carried.setdefault(int(row["theme_id"]), set()).add(row["doc_id"])
+    assert carried == first_members  # a comment is a member when one of its spans carries the theme
+    span_counts = {int(r["theme_id"]): int(r["span_count"]) for r in report_rows(client, project, "themes")}
+    for theme in themes["themes"]:
+        assert theme["span_count"] == span_counts[theme["id"]] == sum(r["theme_id"] == str(theme["id"]) for r in spans)
+        assert theme["span_count"] >= theme["size"]
+        for example in theme["examples"]:
+            span = example["span"]
+            assert example["text"][span["start"] : span["end"]] == span["text"] and span["text"].strip()
+    theme = themes["themes"][0]
+    page = client.get(f"/v1/projects/{project}/themes/{theme['id']}", params={"limit": 500}).json()
+    listed = {(m["doc_id"], s["index"], s["start"], s["end"]) for m in page["members"] for s in m["spans"]}
+    assert all(m["spans"] for m in page["members"])
+    assert listed == {(r["doc_id"], int(r["span_index"]), int(r["start"]), int(r["end"])) for r in spans
+                      if r["theme_id"] == str(theme["id"])}  # fmt: skip
 
 
 def test_embedded_serve(tmp_path, sample_csv):

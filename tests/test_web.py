@@ -147,6 +147,16 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     assert page.locator("#theme-comments img, #theme-comments script").count() == 0
     assert page.evaluate("() => window.__xss") is None
     assert page.locator("#theme-keywords li").count() >= 5 and page.locator("#theme-comments mark").count() >= 1
+    # the spans that carry the theme are marked, at the API's offsets, in the comments and in the examples
+    detail = client.get(f"/v1/projects/{project}/themes/{theme_id}", params={"limit": 20}).json()
+    for member in detail["members"][:5]:
+        marked = page.locator(f"#theme-comments li[data-doc='{member['doc_id']}'] mark.span").all_text_contents()
+        assert member["spans"] and marked == [member["text"][s["start"] : s["end"]] for s in member["spans"]]
+    examples = page.locator("#theme-examples li")
+    assert examples.count() == len(detail["theme"]["examples"]) >= 1
+    for i, example in enumerate(detail["theme"]["examples"]):
+        assert examples.nth(i).locator("mark.span").all_text_contents() == [example["span"]["text"]]
+    assert page.locator("#theme-examples img, #theme-examples script").count() == 0
     page.wait_for_function("() => window.feedbackThemes.charts['chart-theme-trend'].data.datasets[0].data.length > 0")
 
     # rename and merge through the page; the API (and so the reports) follow
@@ -169,11 +179,45 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
 
     page.click("#back")
     page.wait_for_selector("#explorer:not([hidden])")
+    assert page.locator("#downloads button[data-report='span_themes.csv']").count() == 1
     with page.expect_download() as download:
         page.click("#downloads button[data-report='themes.csv']")
     saved = ARTIFACTS / "web-themes.csv"
     download.value.save_as(saved)
     assert saved.read_bytes().startswith("\ufeff".encode()) and b"Colour fades <b>fast</b>" in saved.read_bytes()
+    assert not errors, errors
+
+
+def test_spans_are_marked_at_code_point_offsets(browser):
+    """The page's marking of spans alone (no service): offsets count code points, as Python's str does; an example's
+    span whose offsets miss its text is found by its text; bad or overlapping spans are skipped; the comment stays
+    text; a comment without spans (results stored before spans were kept) gets its keywords marked as before."""
+    app_js = (ROOT / "service" / "web" / "app.js").read_text(encoding="utf-8")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("http://page.test/**", lambda route: route.fulfill(body="<!doctype html><p>", content_type="text/html"))
+    page.goto("http://page.test/")
+    page.add_script_tag(content=app_js)  # after the page loaded: its functions alone, nothing wired to the page
+    text = "\U0001f6d2 Late again. <b>Slow</b> shipping, never again. \U0001f600 Fine."
+    second, third = text.index("<b>"), text.index("\U0001f600")
+    spans = [{"index": 1, "start": second, "end": third - 1, "activation": 0.8},
+             {"index": 2, "start": third, "end": len(text), "activation": 0.5},
+             {"index": 9, "start": second + 2, "end": third + 1, "activation": 0.1},  # overlaps one: skipped
+             {"index": 7, "start": 40, "end": 20}]  # fmt: skip
+    marked = page.evaluate("""([text, spans, example]) => {
+        const render = (s, k) => { const p = document.createElement("p"); p.append(withSpans(text, s, k)); return p; };
+        const a = render(spans, ["shipping"]), b = render([example], []), c = render(undefined, ["shipping"]);
+        const texts = (p, css) => [...p.querySelectorAll(css)].map((m) => m.textContent);
+        return {spans: texts(a, "mark.span"), keywords: texts(a, "mark.span mark.keyword"), whole: a.textContent,
+                titles: [...a.querySelectorAll("mark.span")].map((m) => m.title), bold: a.querySelectorAll("b").length,
+                example: texts(b, "mark.span"), old: texts(c, "mark"), oldSpans: c.querySelectorAll(".with-spans").length};
+    }""", [text, spans, {"index": 0, "start": 0, "end": 5, "text": "Late again."}])  # fmt: skip
+    assert marked["spans"] == [text[second : third - 1], text[third:]] and marked["whole"] == text
+    assert marked["keywords"] == ["shipping"] and marked["bold"] == 0
+    assert marked["titles"] == ["sentence 2, activation 0.80", "sentence 3, activation 0.50"]
+    assert marked["example"] == ["Late again."]
+    assert marked["old"] == ["shipping"] and marked["oldSpans"] == 0
     assert not errors, errors
 
 

@@ -3,7 +3,7 @@
 // createTextNode, attribute values); nothing is ever parsed as HTML.
 "use strict";
 
-const REPORTS = ["themes", "document_themes", "documents", "theme_trends", "theme_impact", "theme_groups"];
+const REPORTS = ["themes", "document_themes", "span_themes", "documents", "theme_trends", "theme_impact", "theme_groups"];
 const COLOURS = ["#0b57d0", "#c5221f", "#137333", "#b06000", "#8430ce", "#007b83", "#d01884", "#5f6368"];
 const state = {
   key: sessionStorage.getItem("ft-key") || "",
@@ -444,11 +444,59 @@ function highlighted(text, keywords) {
   let last = 0;
   for (const match of text.matchAll(pattern)) {
     fragment.append(document.createTextNode(text.slice(last, match.index)));
-    fragment.append(el("mark", { text: match[0] }));
+    fragment.append(el("mark", { class: "keyword", text: match[0] }));
     last = match.index + match[0].length;
   }
   fragment.append(document.createTextNode(text.slice(last)));
   return fragment;
+}
+
+function spanRanges(chars, spans) {
+  // The spans' [start, end) as indices into `chars` (the comment's code points: the API's offsets count code points,
+  // which is what Array.from splits a string into). An example's span also carries its text: when the offsets do
+  // not give it (a comment edited since, say), the text is looked up instead. Invalid or overlapping spans are skipped.
+  const ranges = [];
+  for (const s of spans || []) {
+    if (!s || !Number.isInteger(s.start) || !Number.isInteger(s.end)) continue;
+    let start = s.start, end = s.end;
+    if (typeof s.text === "string" && chars.slice(start, end).join("") !== s.text) {
+      const at = chars.join("").indexOf(s.text);
+      if (at < 0 || !s.text) continue;
+      start = Array.from(chars.join("").slice(0, at)).length;
+      end = start + Array.from(s.text).length;
+    }
+    start = Math.max(0, start);
+    end = Math.min(chars.length, end);
+    if (end > start) ranges.push({ start, end, span: s });
+  }
+  ranges.sort((a, b) => a.start - b.start || a.end - b.end);
+  const kept = [];
+  for (const r of ranges) if (!kept.length || r.start >= kept[kept.length - 1].end) kept.push(r);
+  return kept;
+}
+
+function withSpans(text, spans, keywords = []) {
+  // The comment with each span that carries the theme in a <mark class="span"> and the theme's keywords in bold
+  // (`highlighted`). Text nodes and elements only: the comment is never HTML. No spans (results stored before spans
+  // were kept): the keywords marked, as before.
+  const chars = Array.from(text);
+  const ranges = spanRanges(chars, spans);
+  if (!ranges.length) return highlighted(text, keywords);
+  const fragment = el("span", { class: "with-spans" });
+  let last = 0;
+  for (const { start, end, span } of ranges) {
+    fragment.append(highlighted(chars.slice(last, start).join(""), keywords));
+    const title = typeof span.activation === "number" ? `sentence ${span.index + 1}, activation ${span.activation.toFixed(2)}` : `sentence ${span.index + 1}`;
+    fragment.append(el("mark", { class: "span", "data-span": span.index, title }, highlighted(chars.slice(start, end).join(""), keywords)));
+    last = end;
+  }
+  fragment.append(highlighted(chars.slice(last).join(""), keywords));
+  return fragment;
+}
+
+function exampleItem(example, keywords) {
+  return el("li", { "data-doc": example.doc_id }, withSpans(example.text, example.span ? [example.span] : [], keywords),
+    el("span", { class: "meta", text: `(activation ${example.activation.toFixed(2)})` }));
 }
 
 async function openTheme(themeId) {
@@ -473,7 +521,7 @@ function appendMembers(members) {
     const meta = [`activation ${m.activation.toFixed(2)}`];
     if (m.sentiment_label) meta.push(m.sentiment_label);
     if (m.rating !== null && m.rating !== undefined) meta.push(`rating ${m.rating}`);
-    $("theme-comments").append(el("li", { "data-doc": m.doc_id }, highlighted(m.text, keywords), el("span", { class: "meta", text: `(${meta.join(", ")})` })));
+    $("theme-comments").append(el("li", { "data-doc": m.doc_id }, withSpans(m.text, m.spans, keywords), el("span", { class: "meta", text: `(${meta.join(", ")})` })));
   }
   $("more-comments").hidden = !state.memberCursor;
 }
@@ -488,6 +536,7 @@ function renderTheme(t) {
   $("theme-title").textContent = t.label;
   const facts = [
     ["Theme id", t.id], ["Comments", `${t.size} (${pct(t.share)})`],
+    ["Sentences carrying it", t.span_count === null || t.span_count === undefined ? "—" : t.span_count],
     ["Mean rating", t.rating ? `${t.rating.mean.toFixed(2)} over ${t.rating.count}` : "—"],
     ["Impact on rating", impactText(t.impact)],
     ["Emerging", t.emerging ? `yes (${t.emerging_reason})` : "no"],
@@ -502,8 +551,9 @@ function renderTheme(t) {
   $("theme-subthemes").replaceChildren(...(subs.length ? subs.map((g) => el("li", { "data-group": g.id },
     el("strong", { text: g.label }),
     ` — ${g.size} comments, sentiment ${signed(g.sentiment.mean)}`,
-    ...(g.examples.length ? [el("span", { class: "meta", text: ` e.g. “${g.examples[0].text}”` })] : []))) :
+    ...(g.examples.length ? [el("span", { class: "meta" }, " e.g. “", withSpans(g.examples[0].text, g.examples[0].span ? [g.examples[0].span] : []), "”")] : []))) :
     [el("li", { text: "None found at a finer level." })]));
+  $("theme-examples").replaceChildren(...(t.examples || []).map((x) => exampleItem(x, t.keywords)));
   $("theme-sentiment").replaceChildren(sentimentBar(t.sentiment, 300),
     el("p", { text: `mean ${signed(t.sentiment.mean)}: ${pct(t.sentiment.negative)} negative, ${pct(t.sentiment.neutral)} neutral, ${pct(t.sentiment.positive)} positive` }));
   const trend = state.trends.themes.find((s) => s.theme_id === t.id);
