@@ -53,11 +53,11 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     assert list(long.columns) == ["doc_id", "theme_id", "activation"]
     assert set(long["theme_id"]) == {t["id"] for t in first["themes"]}
     spans = pd.read_csv(tmp_path / "a" / "span_themes.csv", dtype={"doc_id": str})
-    assert list(spans.columns) == ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
+    assert list(spans.columns) == ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
     # a comment is in a theme exactly when one of its spans is
     assert set(zip(spans.doc_id, spans.theme_id)) == set(zip(long.doc_id, long.theme_id))
     texts = pd.read_csv(sample_csv, dtype={"id": str}).set_index("id")["text"]
-    assert all(0 <= s < e <= len(texts[d]) for d, s, e in zip(spans.doc_id, spans.start, spans.end))
+    assert all(0 <= s < e <= len(texts[d]) for d, s, e in zip(spans.doc_id, spans.span_start, spans.span_end))
     docs = pd.read_csv(tmp_path / "a" / "documents.csv")
     assert len(docs) == meta["n_documents"] and docs["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
     # themes group comments about one subject: the best theme for each fixture subject is mostly about it

@@ -118,7 +118,7 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     # schema version 2: span_themes (the merged theme's spans under the theme it was merged into, once each) and
     # span_count, which counts them
     assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 2
-    spans = admin.execute('SELECT s.theme_id, s.doc_id, s.span_index, s.start, s."end", d.text '
+    spans = admin.execute('SELECT s.theme_id, s.doc_id, s.span_index, s.span_start, s.span_end, d.text '
                           "FROM reporting.span_themes s JOIN reporting.documents d USING (project_id, doc_id) "
                           "WHERE s.project_id = %s", (alice_project,)).fetchall()  # fmt: skip
     assert {r[0] for r in spans} == {3, 8, 11}

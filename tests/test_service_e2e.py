@@ -131,7 +131,7 @@ def check_spans(client: httpx.Client, project: str, themes: dict, first_members:
     assert themes["metadata"]["units"] == "spans" and themes["metadata"]["counts"]["spans"] >= len(first_members)
     texts = {r["doc_id"]: r["text"] for r in report_rows(client, project, "documents")}
     spans = report_rows(client, project, "span_themes")
-    assert list(spans[0]) == ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
+    assert list(spans[0]) == ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
     carried: dict[int, set[str]] = {}
     for row in spans:
         start, end = int(row["start"]), int(row["end"])
@@ -149,7 +149,7 @@ def check_spans(client: httpx.Client, project: str, themes: dict, first_members:
     page = client.get(f"/v1/projects/{project}/themes/{theme['id']}", params={"limit": 500}).json()
     listed = {(m["doc_id"], s["index"], s["start"], s["end"]) for m in page["members"] for s in m["spans"]}
     assert all(m["spans"] for m in page["members"])
-    assert listed == {(r["doc_id"], int(r["span_index"]), int(r["start"]), int(r["end"])) for r in spans
+    assert listed == {(r["doc_id"], int(r["span_index"]), int(r["span_start"]), int(r["span_end"])) for r in spans
                       if r["theme_id"] == str(theme["id"])}  # fmt: skip
 
 

@@ -60,7 +60,7 @@ def test_span_themes_report_csv_parquet_and_reporting_schema(project):
     texts = document_texts(client, headers, project_id)
     header, rows = csv_report(client, headers, project_id, "span_themes")
     assert header == SPAN_THEMES_COLUMNS and rows
-    spans = [(r["doc_id"], int(r["span_index"]), int(r["start"]), int(r["end"]), int(r["theme_id"]),
+    spans = [(r["doc_id"], int(r["span_index"]), int(r["span_start"]), int(r["span_end"]), int(r["theme_id"]),
               float(r["activation"])) for r in rows]  # fmt: skip
     assert {s[4] for s in spans} == set(TOPICS)
     for doc_id, _, start, end, theme_id, _ in spans:
@@ -90,7 +90,7 @@ def test_span_themes_report_csv_parquet_and_reporting_schema(project):
     assert table.schema.metadata[b"feedback_themes.schema_version"] == b"2"
     assert list(zip(*table.to_pydict().values())) == spans
 
-    published = admin.execute('SELECT doc_id, span_index, start, "end", theme_id, activation FROM '
+    published = admin.execute('SELECT doc_id, span_index, span_start, span_end, theme_id, activation FROM '
                               "reporting.span_themes WHERE project_id = %s", (project_id,)).fetchall()  # fmt: skip
     assert sorted(published) == sorted(spans)
 
@@ -134,7 +134,7 @@ def test_theme_comments_carry_their_spans_and_merges_fold_them_in(project):
         document = session.scalar(select(Document.id).where(Document.project_id == project_id,
                                                             Document.doc_id == shared["doc_id"]))  # fmt: skip
         session.add(SpanTheme(job_id=job_id, theme_id=5, document_id=document, span_index=int(shared["span_index"]),
-                              start=int(shared["start"]), end=int(shared["end"]), activation=0.01))  # fmt: skip
+                              span_start=int(shared["span_start"]), span_end=int(shared["span_end"]), activation=0.01))  # fmt: skip
     union = {(r["doc_id"], r["span_index"]) for r in rows if r["theme_id"] in ("3", "5")}
 
     merged = client.post(f"/v1/projects/{project_id}/themes/3/merge", headers=headers, json={"themes": [5]})

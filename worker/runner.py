@@ -318,7 +318,7 @@ def span_rows(job_id: str, themes: list, ids: Any, spans: Spans) -> list[dict[st
                                                               spans.start[units].tolist(), spans.end[units].tolist(),
                                                               t.unit_activations.tolist()):  # fmt: skip
             rows.append({"job_id": job_id, "theme_id": t.id, "document_id": int(document_id), "span_index": index,
-                         "start": start, "end": end, "activation": round(float(activation), 4)})  # fmt: skip
+                         "span_start": start, "span_end": end, "activation": round(float(activation), 4)})  # fmt: skip
     return rows
 
 

@@ -161,7 +161,7 @@ class DocumentTheme(Base):
 
 class SpanTheme(Base):
     """A span (sentence) of a comment that carries a theme: its index in the comment, its character offsets
-    ``[start, end)`` in the comment's text, and its activation (``document_themes`` holds the comment's)."""
+    ``[span_start, span_end)`` in the comment's text, and its activation (``document_themes`` holds the comment's)."""
 
     __tablename__ = "span_themes"
     __table_args__ = (Index("ix_span_themes_job_theme", "job_id", "theme_id", "activation"),)
@@ -169,8 +169,8 @@ class SpanTheme(Base):
     theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     span_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    start: Mapped[int] = mapped_column(Integer)
-    end: Mapped[int] = mapped_column(Integer)
+    span_start: Mapped[int] = mapped_column(Integer)
+    span_end: Mapped[int] = mapped_column(Integer)
     activation: Mapped[float] = mapped_column(Float)
 
 

@@ -125,11 +125,11 @@ def _span_theme_rows(session: Session, job: Job) -> Iterator[tuple]:
     highest activation."""
     themes, theme = _shown_themes(session, job, SpanTheme.theme_id)
     activation = func.max(SpanTheme.activation)
-    query = (select(Document.doc_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, theme.label("theme_id"),
+    query = (select(Document.doc_id, SpanTheme.span_index, SpanTheme.span_start, SpanTheme.span_end, theme.label("theme_id"),
                     activation.label("activation"))
              .join(Document, Document.id == SpanTheme.document_id)
              .where(SpanTheme.job_id == job.id, SpanTheme.theme_id.in_(themes))
-             .group_by(Document.id, Document.doc_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, theme)
+             .group_by(Document.id, Document.doc_id, SpanTheme.span_index, SpanTheme.span_start, SpanTheme.span_end, theme)
              .order_by(theme, activation.desc(), Document.doc_id, SpanTheme.span_index))  # fmt: skip
     for row in session.execute(query.execution_options(yield_per=BATCH)):
         yield tuple(row)

@@ -78,10 +78,10 @@ def member_spans(session: Session, job_id: str, themes: list[int], document_ids:
     if not document_ids:
         return {}
     activation = func.max(SpanTheme.activation).label("activation")
-    query = (select(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end, activation)
+    query = (select(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.span_start, SpanTheme.span_end, activation)
              .where(SpanTheme.job_id == job_id, SpanTheme.theme_id.in_(themes),
                     SpanTheme.document_id.in_(document_ids))
-             .group_by(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.start, SpanTheme.end)
+             .group_by(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.span_start, SpanTheme.span_end)
              .order_by(SpanTheme.document_id, SpanTheme.span_index))  # fmt: skip
     out: dict[int, list[dict]] = {}
     for document_id, index, start, end, value in session.execute(query):

@@ -38,15 +38,15 @@ COLUMN_TYPES: dict[str, str] = {
     "text": "str", "sentiment_score": "float", "sentiment_label": "str", "rating": "float", "date": "datetime",
     "period": "str", "period_start": "date", "documents": "int", "period_documents": "int",
     "coef": "float", "low": "float", "high": "float", "rated_documents": "int",
-    "span_count": "int", "span_index": "int", "start": "int", "end": "int",
+    "span_count": "int", "span_index": "int", "span_start": "int", "span_end": "int",
 }  # fmt: skip
 # what a theme's row and a group's row share: label … rating_count
 SUMMARY_COLUMNS = ["label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
                    "rating_mean", "rating_count"]  # fmt: skip
 THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion", "span_count"]
 DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
-# one row per (span, theme): the span's index in its comment and its character offsets [start, end)
-SPAN_THEMES_COLUMNS = ["doc_id", "span_index", "start", "end", "theme_id", "activation"]
+# one row per (span, theme): the span's index in its comment and its character offsets [span_start, span_end)
+SPAN_THEMES_COLUMNS = ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
 GROUPS_COLUMNS = ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
 
@@ -172,8 +172,8 @@ def span_themes_table(themes: Iterable[Theme], documents: pd.DataFrame, spans: S
             {
                 "doc_id": doc_ids[spans.doc[t.unit_rows]],
                 "span_index": spans.index[t.unit_rows],
-                "start": spans.start[t.unit_rows],
-                "end": spans.end[t.unit_rows],
+                "span_start": spans.start[t.unit_rows],
+                "span_end": spans.end[t.unit_rows],
                 "theme_id": np.full(t.span_count, t.id, dtype=np.int64),
                 "activation": np.round(t.unit_activations.astype(np.float64), DIGITS),
             }

@@ -1,7 +1,7 @@
 """span themes: the spans (sentences) of comments that carry each theme; reporting schema version 2 (PostgreSQL)
 
 ``span_themes`` holds, per job, each span that carries a theme: its comment (``document_id``), its index in the
-comment, its character offsets ``[start, end)`` in the comment's text and its activation. On PostgreSQL,
+comment, its character offsets ``[span_start, span_end)`` in the comment's text and its activation. On PostgreSQL,
 ``reporting.span_themes`` publishes it (row-level security per tenant, as 0002 made the other reporting tables,
 readable by the roles already granted), and ``reporting.themes`` and ``reporting.theme_groups`` gain ``span_count``
 (how many spans carry the theme). Jobs finished before this migration have no span rows.
@@ -19,8 +19,8 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-# Literal here so that this migration never changes with later code (docs/bi.md). "end" is a reserved word in SQL.
-REPORTING_COLUMNS = ('doc_id text, span_index integer, start integer, "end" integer, theme_id integer, '
+# Literal here so that this migration never changes with later code (docs/bi.md).
+REPORTING_COLUMNS = ('doc_id text, span_index integer, span_start integer, span_end integer, theme_id integer, '
                      'activation double precision')
 SPAN_COUNT_TABLES = ("reporting.themes", "reporting.theme_groups")
 COMMENT = "feedback-themes reporting schema version 2 (docs/bi.md)"
@@ -34,8 +34,8 @@ def upgrade() -> None:
     sa.Column('theme_id', sa.Integer(), nullable=False),
     sa.Column('document_id', sa.Integer(), nullable=False),
     sa.Column('span_index', sa.Integer(), nullable=False),
-    sa.Column('start', sa.Integer(), nullable=False),
-    sa.Column('end', sa.Integer(), nullable=False),
+    sa.Column('span_start', sa.Integer(), nullable=False),
+    sa.Column('span_end', sa.Integer(), nullable=False),
     sa.Column('activation', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['document_id'], ['documents.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], ondelete='CASCADE'),
