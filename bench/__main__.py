@@ -27,6 +27,8 @@ COMMANDS: dict[str, Command] = {
                          "scorers against a set's gold sentiment"),
     "theme-sentiment": Command("bench.theme_sentiment", "main", "per-theme sentiment against SemEval 2014 gold "
                                "category polarity (Spearman over themes)"),
+    "span-sentiment": Command("bench.span_sentiment", "main", "per (review, entity) sentiment of the themes on "
+                              "SemEval 2016 whole reviews against whole-review VADER, per span weight"),
     "incremental": Command("bench.incremental", "main", "what a second upload (SAE update) does to a project's "
                            "themes: ids kept, label F1 against a fresh fit"),
     "perf": Command("bench.perf", "main", "speed and memory (embedding backends, quality per backend, embedding "

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
-DATASETS = ("banking77", "airline", "semeval", "clothing")
+DATASETS = ("banking77", "airline", "airline-all", "semeval", "semeval16-restaurants", "semeval16-laptops", "clothing")
 #: Clothing reviews are subsampled (fixed seed) to keep CPU embedding time reasonable.
 CLOTHING_SAMPLE = 4_000
 SAMPLE_SEED = 0
@@ -53,7 +53,9 @@ def _need(path: Path) -> Path:
 
 
 def load(name: str, **kwargs) -> LabelledSet:
-    loaders = {"banking77": banking77, "airline": airline, "semeval": semeval, "clothing": clothing}
+    loaders = {"banking77": banking77, "airline": airline, "airline-all": airline_all, "semeval": semeval,
+               "semeval16-restaurants": lambda **kw: semeval_reviews("restaurants", **kw),
+               "semeval16-laptops": lambda **kw: semeval_reviews("laptops", **kw), "clothing": clothing}  # fmt: skip
     if name not in loaders:
         raise ValueError(f"unknown data set {name!r}; one of {', '.join(DATASETS)}")
     return loaders[name](**kwargs)
@@ -87,6 +89,14 @@ def airline_sentiment() -> LabelledSet:
     labels = [[r] if isinstance(r, str) and r != "Can't Tell" else [] for r in df["negativereason"]]
     return LabelledSet("airline", df["text"].tolist(), labels, sentiment=df["airline_sentiment"].tolist(),
                        note=f"all airline tweets: {len(df)}")  # fmt: skip
+
+
+def airline_all() -> LabelledSet:
+    """Every (deduplicated) tweet, positive and neutral ones too; gold: ``negativereason`` where one is given
+    (``Can't Tell`` left out), so themes are scored on the nine reasons among all the chatter around them."""
+    data = airline_sentiment()
+    data.note = f"all airline tweets, gold = negativereason where given: {len(data.texts)}"
+    return data
 
 
 def rating_to_sentiment(r: float) -> str | None:
@@ -147,6 +157,32 @@ def absa_sentiment(name: str) -> LabelledSet:
             sent.append(polarities.pop())
     return LabelledSet(name, texts, [[] for _ in texts], sentiment=sent,
                        note=f"SemEval {ABSA_SENTIMENT_FILES[name]}: {len(texts)} sentences of one polarity")  # fmt: skip
+
+
+#: SemEval 2016 subtask-1 files of whole reviews (sentences grouped by review id).
+SEMEVAL16_REVIEW_FILES = {"restaurants": "ABSA16_Restaurants_Train_SB1_v2.xml", "laptops": "ABSA16_Laptops_Train_SB1_v2.xml"}
+
+
+def semeval_reviews(domain: str = "restaurants") -> LabelledSet:
+    """SemEval 2016 reviews rebuilt whole: each review's sentences joined by a space. Gold labels: the set of
+    entities (the ``ENTITY`` of ``ENTITY#ATTRIBUTE``) its opinions name; ``aspect_polarity``: per review and entity
+    the most common polarity of that entity's opinions in the review (a tie: the first opinion's)."""
+    root = ET.parse(_need(data_dir() / "semeval_absa" / SEMEVAL16_REVIEW_FILES[domain])).getroot()
+    texts, labels, polarity = [], [], []
+    for review in root.iter("Review"):
+        sentences = [(s.findtext("text") or "").strip() for s in review.iter("sentence")]
+        text = " ".join(t for t in sentences if t)
+        if not text:
+            continue
+        seen: dict[str, list[str]] = {}
+        for opinion in review.iter("Opinion"):
+            seen.setdefault(opinion.get("category", "").split("#")[0], []).append(opinion.get("polarity", ""))
+        texts.append(text)
+        labels.append(sorted(seen))
+        polarity.append({e: max(p, key=p.count) for e, p in seen.items()})  # max keeps the first of a tie
+    return LabelledSet(f"semeval16-{domain}", texts, labels, aspect_polarity=polarity,
+                       note=f"SemEval 2016 {domain} (SB1 train) as whole reviews: {len(texts)} reviews, "
+                            f"gold = the entities each review names")  # fmt: skip
 
 
 def from_csv(path: str | Path, text_column: str, label_column: str, label_sep: str | None = None,

@@ -1,7 +1,7 @@
 """Incremental stability: what a project's second upload does to its themes.
 
-For each seed: analyse a random half of a labelled set (:func:`worker.pipeline.analyze.analyze` on its embeddings,
-the product's defaults), save its SAE, analyse all rows updating that SAE exactly as a job does
+For each seed: analyse a random half of a labelled set (:func:`worker.pipeline.analyze.analyze`, the product's
+defaults: spans), save its SAE, analyse all rows updating that SAE exactly as a job does
 (``analyze(..., previous_sae=saved)``: ``partial_fit`` with growth), and analyse all rows with a fresh SAE. Figures:
 
 - **kept ids**: share of the first analysis's themes whose id, after the update, is a theme whose members on the
@@ -28,17 +28,22 @@ import numpy as np
 
 from bench import datasets
 from bench.metrics import label_recovery
-from bench.systems import unscored_documents
+from bench.systems import bench_cache, unscored_documents
 
 
 def analysis_of(X: np.ndarray, seed: int, texts: list[str], previous: str | None = None, levels: bool = True) -> Any:
-    """The product's analysis of the embeddings ``X`` (on the CPU), updating the SAE saved in ``previous`` if given;
-    without ``levels`` no half- and double-size SAEs are trained (their groups are not needed)."""
+    """The product's analysis of the texts (on the CPU, their spans embedded through the benchmark cache), updating
+    the SAE saved in ``previous`` if given; without ``levels`` no half- and double-size SAEs are trained (their groups
+    are not needed). ``X`` (one embedding per text) only gives the number of documents."""
+    from dataclasses import replace
+
     from worker.pipeline.analyze import AnalysisOptions, analyze
     from worker.pipeline.levels import LevelOptions
 
-    options = AnalysisOptions(device="cpu", seed=seed, levels=LevelOptions() if levels else None)
-    return analyze(unscored_documents(len(X), texts), options, embeddings=X, previous_sae=previous)
+    options = AnalysisOptions(device="cpu", seed=seed, backend="torch", batch_size=64,
+                              levels=LevelOptions() if levels else None)  # fmt: skip
+    options = replace(options, themes=replace(options.themes, span_sentiment_weight=0))  # sentiment is not read
+    return analyze(unscored_documents(len(X), texts), options, cache=bench_cache(), previous_sae=previous)
 
 
 def themes_of(analysis: Any) -> dict[int, set[int]]:

@@ -13,9 +13,9 @@ Sections (``--quick`` shrinks every one so the whole run takes under ~3 minutes)
   product's analysis (``bench.systems.run_sae``) on fp32 vectors and on the fast backend's vectors, same seeds
   (Banking77 test, clothing sample).
 - ``cache``: embedding stage on a re-uploaded file (warm cache) against the first upload (cold); duplicates.
-- ``scale``: the product's analysis after embedding (:func:`worker.pipeline.analyze.analyze` given the embeddings,
-  sentiment preset: smoothing, SAE, themes, groups with the level SAEs, themes.json) at 10k / 100k / 1M rows, each in
-  a child process: seconds of smoothing, SAE training and the themes stage (themes, groups, themes.json), peak RSS.
+- ``scale``: the product's analysis after embedding (:func:`worker.pipeline.analyze.analyze` given the embeddings
+  as spans, four to a comment; sentiment preset: smoothing, SAE, themes over spans lifted to comments, groups with
+  the level SAEs, themes.json) at 10k / 100k / 1M rows (spans), each in a child process: seconds of smoothing, SAE training and the themes stage (themes, groups, themes.json), peak RSS.
   Rows past the real ones are real embeddings plus Gaussian noise, renormalised, memory-mapped from disk; their
   texts are the texts of the rows they derive from.
 - ``bertopic``: BERTopic ``fit_transform`` (its defaults, given the same embeddings) in a child process, bounded.
@@ -179,7 +179,7 @@ def _recovery(X: np.ndarray, texts: list[str], labels: list[list[str]], seed: in
     from bench.metrics import label_recovery
     from bench.systems import run_sae
 
-    themes, _ = run_sae(X, seed, texts)
+    themes, _ = run_sae(X, seed)  # the vectors under test, one per comment (texts would be embedded afresh)
     return float(label_recovery(themes, labels)["mean_f1"])
 
 
@@ -233,6 +233,9 @@ def section_cache(quick: bool, log: Log) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- scale
+#: The scale rows are spans: this many make one comment.
+SPANS_PER_COMMENT = 4
+
 def _real_base(log: Log) -> tuple[np.ndarray, list[str]]:
     """Real embeddings with their texts: Banking77 test + clothing sample + airline tweets (fp32, cached)."""
     from bench.datasets import airline_sentiment, banking77, clothing
@@ -300,9 +303,30 @@ class StageClock:
         return starts[1] - starts[0] if len(starts) >= 2 else None
 
 
+def spans_as_rows(texts: list[str], per_comment: int = SPANS_PER_COMMENT) -> tuple[list[str], Any]:
+    """Rows as the spans of comments of ``per_comment`` rows each: the comments' texts (their spans joined by a
+    space) and the :class:`~worker.pipeline.spans.Spans` (one per row, with its offsets)."""
+    from worker.pipeline.spans import Spans
+
+    n = len(texts)
+    doc = np.arange(n) // per_comment
+    start, comments, offset = np.zeros(n, dtype=np.int64), [], 0
+    for row, text in enumerate(texts):
+        if row % per_comment == 0:
+            comments.append(text)
+            offset = 0
+        else:
+            comments[-1] += " " + text
+            offset += len(texts[row - 1]) + 1
+        start[row] = offset
+    end = start + np.array([len(t) for t in texts], dtype=np.int64)
+    return comments, Spans(doc, np.arange(n) % per_comment, start, end, list(texts))
+
+
 def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
-    """Child: the product's analysis of the memory-mapped embeddings (texts per row from ``texts_path``; sentiment
-    preset, so no model is loaded): smoothing, SAE, themes, groups with the level SAEs, themes.json."""
+    """Child: the product's analysis of the memory-mapped embeddings as spans, :data:`SPANS_PER_COMMENT` per comment
+    (texts per row from ``texts_path``; sentiment preset, so no model is loaded): smoothing, SAE, themes over spans
+    lifted to comments, groups with the level SAEs, themes.json."""
     from bench.systems import unscored_documents
     from sae.trainer import warm_up
     from worker.pipeline.analyze import AnalysisOptions, analyze
@@ -310,15 +334,16 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     warm_up()  # as a worker process does when it starts (worker.tasks.warm_up_pool_process), before any job
 
     X = np.load(emb_path, mmap_mode="r")
-    docs = unscored_documents(len(X), json.loads(Path(texts_path).read_text()))
+    comments, spans = spans_as_rows(json.loads(Path(texts_path).read_text()))
+    docs = unscored_documents(len(comments), comments)
     rss0 = _peak_rss_mb()
     clock = StageClock()
     start = time.perf_counter()
-    analysis = analyze(docs, AnalysisOptions(device="cpu", seed=0), progress=clock, embeddings=X)
+    analysis = analyze(docs, AnalysisOptions(device="cpu", seed=0), progress=clock, embeddings=X, spans=spans)
     done = time.perf_counter()
     sae, seconds, smooth_s = analysis.sae, analysis.seconds, clock.smoothing_seconds()
     train_s = seconds["train"] - (smooth_s or 0.0)
-    return {"n": len(X), "smooth_s": None if smooth_s is None else round(smooth_s, 2),
+    return {"n": len(X), "comments": len(comments), "smooth_s": None if smooth_s is None else round(smooth_s, 2),
             "train_s": round(train_s, 2), "themes_s": round(seconds["themes"], 2),
             "n_sub_themes": sum(g.kind == "sub_theme" for g in analysis.groups),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),

@@ -10,10 +10,14 @@ Every system gets the same precomputed embeddings and returns the member rows of
   off), the SAE's ``n_latents`` and ``k``; ``levels=0`` leaves out the broader groups and sub-themes of the half-
   and double-size SAEs (``worker.pipeline.levels``); ``min_cohesion=0.4`` (research only: the product shows every
   theme with its cohesion) leaves out the themes below that cohesion, the groups then being those of the themes
-  kept. Two rows: ``sae`` (the themes) and ``sae+groups`` (the themes with every group the product shows beside
+  kept; ``spans=0`` analyses whole comments, ``spans=1`` their sentences (the default follows the product's),
+  ``max_words``/``min_words`` set how spans are cut; the units are normalised and embedded as the product does,
+  through the benchmark cache. Two rows: ``sae`` (the themes) and ``sae+groups`` (the themes with every group the product shows beside
   them).
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
+- ``kmeans-spans``: the same on the embeddings of the comments' spans (sentences, :mod:`worker.pipeline.spans`); a
+  comment belongs to each cluster one of its spans is in.
 - ``bertopic``: BERTopic 0.17 with its defaults (UMAP seeded for reproducibility), embeddings passed to
   ``fit_transform``; topic -1 (outliers) is not a theme.
 """
@@ -50,10 +54,12 @@ def run_system(spec: str, X: np.ndarray, texts: list[str], seed: int, n_gold_lab
     elif name == "kmeans":
         k = int(params.get("k", n_gold_labels))
         themes, info = run_kmeans(X, seed, k)
+    elif name == "kmeans-spans":
+        themes, info = run_kmeans_spans(texts, seed, int(params.get("k", n_gold_labels)))
     elif name == "bertopic":
         themes, info = run_bertopic(X, texts, seed)
     else:
-        raise ValueError(f"unknown system {name!r}: sae, kmeans or bertopic")
+        raise ValueError(f"unknown system {name!r}: sae, kmeans, kmeans-spans or bertopic")
     return SystemResult(themes, time.perf_counter() - start, info)
 
 
@@ -63,9 +69,22 @@ SAE_PARAMS = ("n_latents", "k")
 
 def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
             **params: str) -> tuple[list[np.ndarray], dict[str, Any]]:  # fmt: skip
-    """The product's analysis of ``X`` (one embedding per document; ``texts`` only feed the themes' keywords;
-    parameters as in the module docstring): the themes' member rows, and in ``info`` the SAE's figures and, under
-    ``"parents"``, every group's member rows."""
+    """The product's analysis (:func:`run_sae_analysis`): the themes' member rows, and in ``info`` the SAE's figures
+    and, under ``"parents"``, every group's member rows."""
+    analysis = run_sae_analysis(X, seed, texts, **params)
+    sae, groups = analysis.sae, analysis.groups
+    info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
+            "epochs": sae.epochs_, "best_epoch": sae.best_epoch_, "spans": len(analysis.spans),
+            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
+            "parents": [g.members for g in groups]}  # fmt: skip
+    return [t.members for t in analysis.themes], info
+
+
+def run_sae_analysis(X: np.ndarray, seed: int, texts: list[str] | None = None, **params: str) -> Any:
+    """The product's :class:`~worker.pipeline.analyze.Analysis` of the texts (parameters as in the module
+    docstring). With ``texts``, the units (spans, or whole comments with ``spans=0``) are embedded as the product
+    embeds them (normalised) through the benchmark cache; without, ``X`` (one embedding per document) is analysed
+    as whole comments. Sentiment is not read: every document is neutral."""
     from dataclasses import fields, replace
 
     from worker.pipeline.analyze import AnalysisOptions, analyze, find_groups
@@ -76,39 +95,38 @@ def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
 
     params = dict(params)
     min_cohesion = float(params.pop("min_cohesion", 0.0))
-    spans = bool(int(params.pop("spans", int(SpanOptions().enabled))))
+    spans = bool(int(params.pop("spans", int(SpanOptions().enabled)))) and texts is not None
     levels = LevelOptions() if int(params.pop("levels", 1)) else None
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)} - {"seed"}  # the analysis seeds smoothing itself
-    unknown = set(params) - theme_fields - smooth_fields - set(SAE_PARAMS)
+    span_fields = {f.name for f in fields(SpanOptions)} - {"enabled"}
+    unknown = set(params) - theme_fields - smooth_fields - span_fields - set(SAE_PARAMS)
     if unknown:
-        raise ValueError(f"unknown sae parameters {sorted(unknown)}: ThemeOptions or SmoothOptions fields, "
-                         f"{', '.join(SAE_PARAMS)}, levels, min_cohesion")  # fmt: skip
+        raise ValueError(f"unknown sae parameters {sorted(unknown)}: ThemeOptions, SmoothOptions or SpanOptions "
+                         f"fields, {', '.join(SAE_PARAMS)}, levels, spans, min_cohesion")  # fmt: skip
     options = AnalysisOptions(
         device="cpu",
         seed=seed,
+        backend="torch",
+        batch_size=64,
         smoothing=replace(SmoothOptions(), **{k: _num(v) for k, v in params.items() if k in smooth_fields}),
-        themes=replace(ThemeOptions(), **{k: _num(v) for k, v in params.items() if k in theme_fields}),
+        themes=replace(ThemeOptions(), span_sentiment_weight=0,
+                       **{k: _num(v) for k, v in params.items() if k in theme_fields}),  # fmt: skip
         levels=levels,
-        spans=SpanOptions(enabled=spans),
+        spans=SpanOptions(enabled=spans, **{k: _num(v) for k, v in params.items() if k in span_fields}),
         **{k: _num(v) for k, v in params.items() if k in SAE_PARAMS},
     )
-    if spans:  # the spans' embeddings come from the benchmark cache (embedded on first use), sentiment is not read
-        options = replace(options, backend="torch", batch_size=64, themes=replace(options.themes, span_sentiment_weight=0))
-        analysis = analyze(unscored_documents(len(X), texts), options, cache=bench_cache())
+    documents = unscored_documents(len(X), texts)
+    if texts is not None:
+        analysis = analyze(documents, options, cache=bench_cache())
     else:
-        analysis = analyze(unscored_documents(len(X), texts), options, embeddings=X)
-    themes, groups, sae = analysis.themes, analysis.groups, analysis.sae
+        analysis = analyze(documents, options, embeddings=X)
     if min_cohesion > 0 and analysis.embedded.neighbours is not None and analysis.embedded.neighbours.shape[1]:
-        themes = [t for t in themes if t.cohesion is not None and t.cohesion >= min_cohesion]
+        analysis.themes = [t for t in analysis.themes if t.cohesion is not None and t.cohesion >= min_cohesion]
         levels = None if levels is None else replace(levels, seed=seed)
-        groups = find_groups(sae, themes, analysis.embedded, analysis.documents, analysis.units, options.themes,
-                             levels=levels, device=options.device)  # fmt: skip
-    info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
-            "epochs": sae.epochs_, "best_epoch": sae.best_epoch_,
-            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
-            "parents": [g.members for g in groups]}  # fmt: skip
-    return [t.members for t in themes], info
+        analysis.groups = find_groups(analysis.sae, analysis.themes, analysis.embedded, analysis.documents,
+                                      analysis.units, options.themes, levels=levels, device=options.device)  # fmt: skip
+    return analysis
 
 
 def bench_cache():
@@ -134,6 +152,17 @@ def run_kmeans(X: np.ndarray, seed: int, k: int) -> tuple[list[np.ndarray], dict
     k = max(1, min(k, len(X)))
     labels = KMeans(k, n_init=1, random_state=seed).fit_predict(X)
     return [np.flatnonzero(labels == c) for c in range(k) if (labels == c).any()], {"k": k}
+
+
+def run_kmeans_spans(texts: list[str], seed: int, k: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """k-means on the embeddings of the comments' spans (the product's segmentation and normalisation); a comment is
+    a member of a cluster when one of its spans is."""
+    from bench.datasets import embed
+    from worker.pipeline.spans import split_spans
+
+    spans = split_spans(texts)
+    clusters, info = run_kmeans(embed(spans.model_text), seed, k)
+    return [np.unique(spans.doc[c]) for c in clusters], {**info, "spans": len(spans)}
 
 
 def run_bertopic(X: np.ndarray, texts: list[str], seed: int) -> tuple[list[np.ndarray], dict[str, Any]]:

@@ -131,14 +131,17 @@ def analyze(
     progress: StageProgress | None = None,
     cache: VectorCache | None = None,
     embeddings: np.ndarray | None = None,
+    spans: Spans | None = None,
     previous_sae: str | Path | None = None,
     counts: dict[str, int] | None = None,
 ) -> Analysis:
     """Find the themes of ``documents`` (columns ``doc_id``, ``text``, ``rating``, ``date``; rows that already have a
     ``sentiment_score`` keep it).
 
-    ``cache`` reuses stored embeddings; ``embeddings`` gives one precomputed vector per document instead (the
-    benchmarks; whole-comment analysis only); ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
+    ``cache`` reuses stored embeddings; ``embeddings`` gives precomputed vectors instead (the benchmarks): one per
+    span of ``spans`` when given, else one per document (whole-comment analysis only); ``spans`` are the units to
+    analyse instead of the comments' own (:func:`~worker.pipeline.spans.split_spans` under ``options.spans``);
+    ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
     meaning); ``counts`` go into the metadata with the embedding counts added; ``progress(stage, fraction)`` is
     called per stage of :data:`STAGES`.
     """
@@ -159,14 +162,19 @@ def analyze(
         progress_of(stage)(1.0)
 
     start("embed")
-    spans = split_spans(documents["text"].tolist(), options.spans)
+    given = spans is not None
+    spans = spans if spans is not None else split_spans(documents["text"].tolist(), options.spans)
     if not len(spans):
         raise IngestError("no comment has any text left once handles, links and masks are taken out",
                           "too-few-comments")  # fmt: skip
     if embeddings is None:
         embedded = embed_units(spans, options, progress_of("embed"), cache)
+    elif given:
+        if len(embeddings) != len(spans):
+            raise ValueError(f"{len(embeddings)} embeddings for {len(spans)} spans: give one per span")
+        embedded = Embedded(np.asarray(embeddings, dtype=np.float32), np.arange(len(spans)), 0)
     elif options.spans.enabled:
-        raise ValueError("precomputed embeddings are one per comment: turn spans off to use them")
+        raise ValueError("precomputed embeddings are one per comment: turn spans off, or give the spans")
     else:
         embedded = Embedded(np.asarray(embeddings, dtype=np.float32), spans.doc, 0)
     done("embed")
