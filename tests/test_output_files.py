@@ -46,12 +46,12 @@ def test_themes_document_schema():
 
 
 def test_examples_and_span_table_point_into_their_comments(tmp_path):
-    from worker.pipeline.spans import split_spans
+    from worker.pipeline.spans import SpanOptions, split_spans
 
     docs, _ = _fixture()
     docs["text"] = ["The parcel came late. The dress is lovely though.", "Lost parcel, nobody answers the phone.",
                     "Lovely fabric and colour. Late parcel again, third time now."]  # fmt: skip
-    spans = split_spans(docs["text"].tolist())
+    spans = split_spans(docs["text"].tolist(), SpanOptions(whole_words=0))
     assert spans.doc.tolist() == [0, 0, 1, 2, 2] and spans.index.tolist() == [0, 1, 0, 0, 1]
     theme = Theme(id=4, features=[4], members=np.array([0, 1, 2]), activations=np.array([0.9, 0.7, 0.8]),
                   spans=np.array([0, 2, 4]), span_activations=np.array([0.9, 0.7, 0.8]), label="parcel",

@@ -7,7 +7,10 @@ import numpy as np
 from worker.pipeline.spans import SpanOptions, Spans, comment_spans, join_short, split_spans
 
 
-def pieces(text: str, options: SpanOptions = SpanOptions()) -> list[str]:
+SPLIT = SpanOptions(whole_words=0)  # every comment cut, however short
+
+
+def pieces(text: str, options: SpanOptions = SPLIT) -> list[str]:
     return [text[s:e] for s, e in comment_spans(text, options)]
 
 
@@ -42,7 +45,15 @@ def test_long_sentences_are_cut_at_clause_boundaries():
     long = ("The fabric is soft and the colour is exactly as in the pictures and I wore it to a wedding last weekend, "
             "but the zip broke after one wear and the seams started to come apart at the shoulders within a week")
     assert pieces(long) == [long[: long.index(" but")], long[long.index("but") :]]
-    assert pieces(long, SpanOptions(max_words=100)) == [long]  # not long enough to cut
+    assert pieces(long, SpanOptions(max_words=100, whole_words=0)) == [long]  # not long enough to cut
+
+
+def test_short_comments_stay_whole():
+    tweet = "@united Flight delayed again. Bag lost too. Thanks for nothing!"
+    assert pieces(tweet, SpanOptions()) == [tweet]  # 11 words: one span under the default
+    assert len(pieces(tweet)) == 3
+    review = " ".join(["The fabric is soft and the colour is lovely."] * 2 + ["Sadly it runs small, so size up."] * 2)
+    assert len(pieces(review, SpanOptions())) == 4  # 32 words: cut
 
 
 def test_span_mode_off_gives_one_span_per_comment():
@@ -53,7 +64,7 @@ def test_span_mode_off_gives_one_span_per_comment():
 
 def test_split_spans_offsets_indices_and_model_text():
     texts = ["@united The flight was delayed three hours. My bag is lost too!", "@delta", "", "Quick refund, thanks."]
-    spans = split_spans(texts)
+    spans = split_spans(texts, SPLIT)
     assert spans.doc.tolist() == [0, 0, 3]  # the handle-only and the empty comment keep their rows but have no span
     assert spans.index.tolist() == [0, 1, 0]
     assert [spans.text(texts, i) for i in range(len(spans))] == [

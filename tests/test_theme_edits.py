@@ -15,7 +15,7 @@ from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
 from worker.pipeline.output import themes_document
 from worker.pipeline.sentiment import aggregate, label_scores, score_texts
-from worker.pipeline.spans import Spans, split_spans
+from worker.pipeline.spans import SpanOptions, Spans, split_spans
 from worker.pipeline.themes import Theme
 from worker.runner import (
     project_documents,
@@ -99,7 +99,7 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
     frame = scored_documents(project_id)
     position = {d: i for i, d in enumerate(frame["doc_id"])}
     texts = frame["text"].tolist()
-    spans = split_spans(texts)
+    spans = split_spans(texts, SpanOptions(whole_words=0))  # every comment cut into its sentences
     themes = []
     for theme_id, rows in members.items():
         rows = np.array(sorted(position[f"D{r:04d}"] for r in rows))

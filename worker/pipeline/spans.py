@@ -1,10 +1,12 @@
 """Spans stage: comments → the sentences (spans) the SAE sees, each with its character offsets in its comment.
 
-A review about fit, fabric, price and delivery is four subjects; one embedding of the whole review blurs them. Each
-comment is split into sentences by ``sentencex`` (a rule-based segmenter that knows abbreviations and decimals); a
+A review about fit, fabric, price and delivery is four subjects; one embedding of the whole review blurs them. A
+comment of more than ``whole_words`` words is split into sentences by ``sentencex`` (a rule-based segmenter that knows abbreviations and decimals); a
 sentence longer than ``max_words`` is split again at clause boundaries (``;`` and ``, but`` / ``, although`` …), and a
 piece shorter than ``min_words`` joins its neighbour ("Love it!" stays with the sentence it comments on). A
-one-sentence comment is one span. With ``enabled=False`` every comment is one span: the whole-comment analysis.
+one-sentence comment is one span, and so is a short one (a tweet, a support query: its sentences are parts of one
+request, and cutting them makes themes of "Please help." and "Thanks!"; ``python -m bench quality``,
+docs/benchmarks.md). With ``enabled=False`` every comment is one span: the whole-comment analysis.
 
 Each span's ``text`` is the comment's characters ``start:end`` (what the page highlights); its ``model_text`` is that
 text normalised (:func:`worker.pipeline.normalize.model_text`). A span whose model text is empty (a comment that
@@ -34,6 +36,7 @@ class SpanOptions:
     enabled: bool = True
     max_words: int = 40  # a longer sentence is cut at clause boundaries
     min_words: int = 3  # a shorter piece joins its neighbour
+    whole_words: int = 30  # a comment of at most this many words (a tweet, a query) stays one span
     language: str = "en"
 
 
@@ -112,7 +115,7 @@ def join_short(text: str, bounds: list[tuple[int, int]], min_words: int) -> list
 
 def comment_spans(text: str, options: SpanOptions = SpanOptions()) -> list[tuple[int, int]]:
     """``(start, end)`` of each span of one comment (the whole trimmed comment when span mode is off)."""
-    if not options.enabled or not text.strip():
+    if not options.enabled or not text.strip() or len(WORD.findall(text)) <= options.whole_words:
         return _trimmed(text, 0, len(text)) or [(0, len(text))]
     pieces = [c for s, e in sentence_bounds(text, options.language) for c in clause_bounds(text, s, e, options.max_words)]
     return join_short(text, pieces, options.min_words) if pieces else [(0, len(text))]
