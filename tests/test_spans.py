@@ -6,7 +6,6 @@ import numpy as np
 
 from worker.pipeline.spans import SpanOptions, Spans, comment_spans, join_short, split_spans
 
-
 SPLIT = SpanOptions(whole_words=0)  # every comment cut, however short
 
 
@@ -30,20 +29,25 @@ def test_no_punctuation_and_one_word_comments_are_one_span():
 
 def test_emoji_stay_in_their_sentence():
     assert pieces("Love the colour 😍😍 Fits well too. Delivery was slow 😡") == [
-        "Love the colour 😍😍 Fits well too.", "Delivery was slow 😡"
+        "Love the colour 😍😍 Fits well too.",
+        "Delivery was slow 😡",
     ]
 
 
 def test_short_pieces_join_their_neighbour():
-    assert pieces("Wow. The dress runs small in the waist. Love it!") == ["Wow. The dress runs small in the waist. Love it!"]
+    assert pieces("Wow. The dress runs small in the waist. Love it!") == [
+        "Wow. The dress runs small in the waist. Love it!"
+    ]
     text = "Great. Awful. Fine."  # every piece short: one span
     assert pieces(text) == [text]
     assert join_short("ab cd ef. gh", [(0, 9), (10, 12)], 3) == [(0, 12)]
 
 
 def test_long_sentences_are_cut_at_clause_boundaries():
-    long = ("The fabric is soft and the colour is exactly as in the pictures and I wore it to a wedding last weekend, "
-            "but the zip broke after one wear and the seams started to come apart at the shoulders within a week")
+    long = (
+        "The fabric is soft and the colour is exactly as in the pictures and I wore it to a wedding last weekend, "
+        "but the zip broke after one wear and the seams started to come apart at the shoulders within a week"
+    )
     assert pieces(long) == [long[: long.index(" but")], long[long.index("but") :]]
     assert pieces(long, SpanOptions(max_words=100, whole_words=0)) == [long]  # not long enough to cut
 
@@ -68,7 +72,9 @@ def test_split_spans_offsets_indices_and_model_text():
     assert spans.doc.tolist() == [0, 0, 3]  # the handle-only and the empty comment keep their rows but have no span
     assert spans.index.tolist() == [0, 1, 0]
     assert [spans.text(texts, i) for i in range(len(spans))] == [
-        "@united The flight was delayed three hours.", "My bag is lost too!", "Quick refund, thanks."
+        "@united The flight was delayed three hours.",
+        "My bag is lost too!",
+        "Quick refund, thanks.",
     ]
     assert spans.model_text[0] == "The flight was delayed three hours."  # the handle never reaches the model
     assert spans.per_document(4).tolist() == [2, 0, 0, 1]

@@ -117,7 +117,9 @@ def comment_spans(text: str, options: SpanOptions = SpanOptions()) -> list[tuple
     """``(start, end)`` of each span of one comment (the whole trimmed comment when span mode is off)."""
     if not options.enabled or not text.strip() or len(WORD.findall(text)) <= options.whole_words:
         return _trimmed(text, 0, len(text)) or [(0, len(text))]
-    pieces = [c for s, e in sentence_bounds(text, options.language) for c in clause_bounds(text, s, e, options.max_words)]
+    pieces = [
+        c for s, e in sentence_bounds(text, options.language) for c in clause_bounds(text, s, e, options.max_words)
+    ]
     return join_short(text, pieces, options.min_words) if pieces else [(0, len(text))]
 
 
@@ -136,8 +138,7 @@ def split_spans(texts: Sequence[str], options: SpanOptions = SpanOptions()) -> S
             end.append(e)
             model.append(normalised)
             number += 1
-    as_int = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
-    return Spans(as_int(doc), as_int(index), as_int(start), as_int(end), model)
+    return Spans(*(np.asarray(values, dtype=np.int64) for values in (doc, index, start, end)), model)
 
 
 def _trimmed(text: str, start: int, end: int) -> list[tuple[int, int]]:

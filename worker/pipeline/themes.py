@@ -82,7 +82,7 @@ class Theme:
 
     @property
     def span_count(self) -> int:
-        return int(len(self.unit_rows))
+        return len(self.unit_rows)
 
 
 class DocumentVectors:
