@@ -29,6 +29,8 @@ COMMANDS: dict[str, Command] = {
                                "category polarity (Spearman over themes)"),
     "span-sentiment": Command("bench.span_sentiment", "main", "per (review, entity) sentiment of the themes on "
                               "SemEval 2016 whole reviews against whole-review VADER, per span weight"),
+    "brand-labels": Command("bench.brand_labels", "main", "the largest themes of all airline tweets: labels that "
+                            "name an airline or only thank one"),
     "incremental": Command("bench.incremental", "main", "what a second upload (SAE update) does to a project's "
                            "themes: ids kept, label F1 against a fresh fit"),
     "perf": Command("bench.perf", "main", "speed and memory (embedding backends, quality per backend, embedding "

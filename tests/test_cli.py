@@ -28,11 +28,11 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     first, second = outputs
     assert first["metadata"].pop("created_at") and second["metadata"].pop("created_at")
     # the second run finds every text in the embedding cache; nothing else may differ
-    # the model reads the comments' sentences: every distinct one is embedded once
+    # every distinct text the model reads is embedded once; the sample's comments are short: each is one span
     assert first["metadata"]["counts"].pop("embedded") == first["metadata"]["counts"]["unique_texts"]
     assert second["metadata"]["counts"].pop("embedded") == 0
-    assert first["metadata"]["units"] == "spans"
-    assert first["metadata"]["counts"]["spans"] >= len(pd.read_csv(sample_csv))
+    assert first["metadata"]["units"] == "comments"
+    assert first["metadata"]["counts"]["spans"] == len(pd.read_csv(sample_csv))
     assert first == second
     meta = first["metadata"]
     assert meta["n_documents"] == len(pd.read_csv(sample_csv)) and meta["seed"] == 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.pipeline.spans import SpanOptions, Spans, comment_spans, join_short, split_spans
+from worker.pipeline.spans import SpanOptions, Spans, comment_spans, cuts_comments, join_short, split_spans
 
 SPLIT = SpanOptions(whole_words=0)  # every comment cut, however short
 
@@ -58,6 +58,16 @@ def test_short_comments_stay_whole():
     assert len(pieces(tweet)) == 3
     review = " ".join(["The fabric is soft and the colour is lovely."] * 2 + ["Sadly it runs small, so size up."] * 2)
     assert len(pieces(review, SpanOptions())) == 4  # 32 words: cut
+
+
+def test_a_corpus_of_short_comments_is_not_cut():
+    reviews = ["The fabric is soft and the colour is lovely, I wore it all summer long. " * 3] * 3
+    tweets = ["@united Flight delayed again. Bag lost too.", "Thanks for the upgrade! Great crew."] * 3
+    assert cuts_comments(reviews) and not cuts_comments(tweets) and not cuts_comments(reviews, SpanOptions(enabled=False))
+    assert not cuts_comments(reviews + tweets * 2)  # the median comment decides
+    assert split_spans(tweets, SPLIT).doc.tolist() != list(range(len(tweets)))
+    assert split_spans(tweets).doc.tolist() == list(range(len(tweets)))
+    assert split_spans(tweets, SPLIT, cut=False).doc.tolist() == list(range(len(tweets)))
 
 
 def test_span_mode_off_gives_one_span_per_comment():

@@ -31,7 +31,7 @@ from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
 from worker.analysis_options import from_settings
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
-from worker.pipeline.spans import Spans, split_spans
+from worker.pipeline.spans import Spans, cuts_comments, split_spans
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
               "themes": (0.90, 1.0)}  # fmt: skip
@@ -101,12 +101,13 @@ def ingest(job_id: str) -> int:
     generated = ingested.generated_ids  # row numbers get the job's prefix, so later uploads never collide
     docs = docs.assign(doc_id=[f"{job_id[:8]}-{d}" if g else d for d, g in zip(docs["doc_id"], generated)])
     store_documents(project_id, job_id, docs)
-    texts = distinct_texts(job_id)
+    cut = project_cuts_comments(project_id)
+    texts = distinct_texts(job_id, cut)
     size = get_settings().embedding_chunk_size
     n_chunks = math.ceil(len(texts) / size)
     with session_scope() as session:
         job = session.get(Job, job_id)
-        job.counts = {**ingested.counts, "unique_texts": len(texts)}
+        job.counts = {**ingested.counts, "unique_texts": len(texts), "cut_spans": cut}
         job.n_chunks = n_chunks
     set_stage(job_id, "ingest", 1.0)
     return n_chunks
@@ -132,13 +133,21 @@ def store_documents(project_id: str, job_id: str, docs: pd.DataFrame) -> None:
             session.execute(insert(Document), batch)
 
 
-def distinct_texts(job_id: str) -> list[str]:
-    """The distinct texts the model reads for the job's comments (their spans, normalised:
-    :func:`worker.pipeline.spans.split_spans` under the settings) in a stable order (by hash), which fixes each
-    embedding chunk's content."""
+def project_cuts_comments(project_id: str) -> bool:
+    """Whether the analysis will cut the project's comments into spans (:func:`worker.pipeline.spans.cuts_comments`
+    over every document of the project, as :func:`worker.pipeline.analyze.analyze` decides it)."""
+    with session_scope() as session:
+        texts = session.scalars(select(Document.text).where(Document.project_id == project_id)).all()
+    return cuts_comments(texts, from_settings(get_settings()).spans)
+
+
+def distinct_texts(job_id: str, cut: bool) -> list[str]:
+    """The distinct texts the model reads for the job's comments (their spans when ``cut``, normalised:
+    :func:`worker.pipeline.spans.split_spans`) in a stable order (by hash), which fixes each embedding chunk's
+    content."""
     with session_scope() as session:
         texts = session.scalars(select(Document.text).where(Document.job_id == job_id).distinct()).all()
-    units = set(split_spans(texts, from_settings(get_settings()).spans).model_text)
+    units = set(split_spans(texts, from_settings(get_settings()).spans, cut=cut).model_text)
     return sorted(units, key=lambda t: hashlib.sha256(t.encode()).digest())
 
 
@@ -156,9 +165,10 @@ def embed_chunk(job_id: str, index: int) -> int:
     options = from_settings(settings)
     with session_scope() as session:
         job = _load_job(session, job_id)
-        n_chunks = max(1, job.n_chunks)
+        n_chunks, cut = max(1, job.n_chunks), (job.counts or {}).get("cut_spans")
     size = settings.embedding_chunk_size
-    texts = distinct_texts(job_id)[index * size : (index + 1) * size]
+    cut = project_cuts_comments(job.project_id) if cut is None else bool(cut)  # jobs ingested before it was kept
+    texts = distinct_texts(job_id, cut)[index * size : (index + 1) * size]
     lo, hi = STAGE_SPAN["embed"]
     share = (hi - lo) / n_chunks
     done = [0.0]

@@ -27,7 +27,7 @@ from worker.pipeline.keywords import term_counts
 from worker.pipeline.levels import LevelOptions, all_groups
 from worker.pipeline.output import themes_document
 from worker.pipeline.smooth import SmoothOptions, neighbourhood, smooth_embeddings
-from worker.pipeline.spans import SpanOptions, Spans, split_spans
+from worker.pipeline.spans import SpanOptions, Spans, cuts_comments, split_spans
 from worker.pipeline.themes import (
     DocumentVectors,
     Theme,
@@ -163,7 +163,9 @@ def analyze(
 
     start("embed")
     given = spans is not None
-    spans = spans if spans is not None else split_spans(documents["text"].tolist(), options.spans)
+    texts = documents["text"].tolist()
+    cut = given or cuts_comments(texts, options.spans)
+    spans = spans if given else split_spans(texts, options.spans, cut=cut)
     if not len(spans):
         raise IngestError("no comment has any text left once handles, links and masks are taken out",
                           "too-few-comments")  # fmt: skip
@@ -173,8 +175,9 @@ def analyze(
         if len(embeddings) != len(spans):
             raise ValueError(f"{len(embeddings)} embeddings for {len(spans)} spans: give one per span")
         embedded = Embedded(np.asarray(embeddings, dtype=np.float32), np.arange(len(spans)), 0)
-    elif options.spans.enabled:
-        raise ValueError("precomputed embeddings are one per comment: turn spans off, or give the spans")
+    elif cut:
+        raise ValueError("precomputed embeddings are one per comment, but these comments are cut into spans: turn "
+                         "spans off, or give the spans")  # fmt: skip
     else:
         embedded = Embedded(np.asarray(embeddings, dtype=np.float32), spans.doc, 0)
     done("embed")
@@ -196,7 +199,7 @@ def analyze(
     groups = find_groups(sae, themes, embedded, documents, units, options.themes, terms, levels, options.device)
     counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors),
               "spans": len(spans)}  # fmt: skip
-    document = themes_document(themes, documents, metadata(sae, options, counts), groups, spans)
+    document = themes_document(themes, documents, metadata(sae, options, counts, cut), groups, spans)
     done("themes")
     return Analysis(documents=documents, spans=spans, themes=themes, document=document, sae=sae, counts=counts,
                     groups=groups, embedded=embedded, units=units, seconds=seconds)  # fmt: skip
@@ -236,7 +239,8 @@ def anchor_scores(embedded: Embedded, options: AnalysisOptions) -> np.ndarray:
 def add_sentiment(documents: pd.DataFrame, spans: Spans, embedded: Embedded,
                   options: AnalysisOptions) -> tuple[pd.DataFrame, np.ndarray | None]:  # fmt: skip
     """A copy of the documents with ``sentiment_score`` and ``sentiment_label`` for every row, and a score per span
-    (``None`` when spans are off or the themes do not read them: :attr:`ThemeOptions.span_sentiment_weight`).
+    (``None`` when no comment was cut or the themes do not read them:
+    :attr:`ThemeOptions.span_sentiment_weight`).
 
     Rows scored before keep theirs; the others get VADER read for feedback on the whole comment, blended with the
     mean anchor score of its spans' embeddings (a comment without spans: VADER alone). A span's score is the same
@@ -246,7 +250,8 @@ def add_sentiment(documents: pd.DataFrame, spans: Spans, embedded: Embedded,
         documents["sentiment_score"] = np.nan
         documents["sentiment_label"] = None
     todo = documents["sentiment_score"].isna().to_numpy()
-    score_spans = options.spans.enabled and options.themes.span_sentiment_weight > 0
+    # a comment of one span reads as the whole comment: spans need scores of their own only where one was cut
+    score_spans = bool((spans.index > 0).any()) and options.themes.span_sentiment_weight > 0
     if not todo.any() and not score_spans:
         documents["sentiment_score"] = documents["sentiment_score"].astype(float)
         return documents, None
@@ -307,13 +312,13 @@ def rate_cohesion(themes: list[Theme], embedded: Embedded) -> list[Theme]:
     return themes
 
 
-def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int]) -> dict[str, Any]:
+def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int], cut: bool) -> dict[str, Any]:
     """The ``metadata`` block of themes.json (besides the document and theme counts)."""
     from worker.pipeline import train
 
     return {
         "model": options.model,
-        "units": "spans" if options.spans.enabled else "comments",
+        "units": "spans" if cut else "comments",
         "sae": train.sae_summary(sae),
         "smoothing": {"n_neighbors": options.smoothing.n_neighbors, "weight": options.smoothing.weight},
         "levels": None if options.levels is None else {"broader": options.levels.broader, "finer": options.levels.finer},

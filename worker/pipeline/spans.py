@@ -1,12 +1,13 @@
 """Spans stage: comments → the sentences (spans) the SAE sees, each with its character offsets in its comment.
 
-A review about fit, fabric, price and delivery is four subjects; one embedding of the whole review blurs them. A
-comment of more than ``whole_words`` words is split into sentences by ``sentencex`` (a rule-based segmenter that knows abbreviations and decimals); a
+A review about fit, fabric, price and delivery is four subjects; one embedding of the whole review blurs them. In a
+corpus of reviews (its median comment longer than ``whole_words`` words), a comment of more than ``whole_words``
+words is split into sentences by ``sentencex`` (a rule-based segmenter that knows abbreviations and decimals); a
 sentence longer than ``max_words`` is split again at clause boundaries (``;`` and ``, but`` / ``, although`` …), and a
 piece shorter than ``min_words`` joins its neighbour ("Love it!" stays with the sentence it comments on). A
-one-sentence comment is one span, and so is a short one (a tweet, a support query: its sentences are parts of one
-request, and cutting them makes themes of "Please help." and "Thanks!"; ``python -m bench quality``,
-docs/benchmarks.md). With ``enabled=False`` every comment is one span: the whole-comment analysis.
+one-sentence comment is one span, and so is a short one, and so is every comment of a corpus of short comments
+(tweets, support queries: their sentences are parts of one request, and cutting them costs theme precision;
+``python -m bench quality``, docs/benchmarks.md). With ``enabled=False`` every comment is one span: the whole-comment analysis.
 
 Each span's ``text`` is the comment's characters ``start:end`` (what the page highlights); its ``model_text`` is that
 text normalised (:func:`worker.pipeline.normalize.model_text`). A span whose model text is empty (a comment that
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class SpanOptions:
     enabled: bool = True
     max_words: int = 40  # a longer sentence is cut at clause boundaries
     min_words: int = 3  # a shorter piece joins its neighbour
-    whole_words: int = 30  # a comment of at most this many words (a tweet, a query) stays one span
+    whole_words: int = 30  # a comment of at most this many words stays one span; all do when the median one does
     language: str = "en"
 
 
@@ -123,8 +124,19 @@ def comment_spans(text: str, options: SpanOptions = SpanOptions()) -> list[tuple
     return join_short(text, pieces, options.min_words) if pieces else [(0, len(text))]
 
 
-def split_spans(texts: Sequence[str], options: SpanOptions = SpanOptions()) -> Spans:
-    """The spans of every comment (module docstring); spans whose model text is empty are left out."""
+def cuts_comments(texts: Sequence[str], options: SpanOptions = SpanOptions()) -> bool:
+    """Whether the comments of this corpus are cut into spans: span mode is on and the median comment has more than
+    ``whole_words`` words (reviews, not tweets or queries)."""
+    if not options.enabled or not len(texts):
+        return False
+    return float(np.median([len(WORD.findall(t)) for t in texts])) > options.whole_words
+
+
+def split_spans(texts: Sequence[str], options: SpanOptions = SpanOptions(), cut: bool | None = None) -> Spans:
+    """The spans of every comment (module docstring); spans whose model text is empty are left out. ``cut``: whether
+    to cut the comments at all (default: :func:`cuts_comments` of ``texts``)."""
+    cut = cuts_comments(texts, options) if cut is None else cut
+    options = options if cut else replace(options, enabled=False)
     doc, index, start, end, model = [], [], [], [], []
     for row, text in enumerate(texts):
         number = 0
