@@ -32,28 +32,40 @@ def term_counts(texts: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
     return counts.tocsr(), vectorizer.get_feature_names_out()
 
 
-def class_tfidf(membership: sp.csr_matrix, counts: sp.csr_matrix) -> np.ndarray:
-    """c-TF-IDF weights (themes × terms) from a docs × themes membership matrix and docs × terms counts."""
+def class_tfidf(membership: sp.csr_matrix, counts: sp.csr_matrix) -> sp.csr_matrix:
+    """c-TF-IDF weights (themes × terms, sparse: a term no member uses weighs 0) from a docs × themes membership
+    matrix and docs × terms counts. Sparse because a thousand themes over a hundred thousand terms would be a
+    gigabyte dense."""
     counts = (counts > 0).astype(np.float64)  # a term counts once per comment: coverage, not repetition
-    class_counts = np.asarray((membership.T.astype(np.float64) @ counts).todense())
-    if class_counts.size == 0:
+    class_counts = (membership.T.astype(np.float64) @ counts).tocsr()
+    class_counts.sort_indices()
+    if class_counts.nnz == 0:
         return class_counts
-    words_per_class = class_counts.sum(axis=1, keepdims=True)
-    tf = class_counts / np.maximum(words_per_class, 1.0)
-    class_sizes = np.asarray(membership.sum(axis=0)).reshape(-1, 1)
-    tf[(class_counts < 2) & (class_sizes >= 3)] *= SINGLE_COMMENT_PENALTY  # describe more than one comment
+    words_per_class = np.asarray(class_counts.sum(axis=1)).ravel()
+    class_sizes = np.asarray(membership.sum(axis=0)).ravel()
+    rows = np.repeat(np.arange(class_counts.shape[0]), np.diff(class_counts.indptr))
+    tf = class_counts.data / np.maximum(words_per_class[rows], 1.0)
+    tf[(class_counts.data < 2) & (class_sizes[rows] >= 3)] *= SINGLE_COMMENT_PENALTY  # describe more than one comment
     corpus_freq = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
     mean_words = float(words_per_class.mean()) or 1.0
     idf = np.log1p(mean_words / np.maximum(corpus_freq, 1.0))
-    return tf * idf
+    return sp.csr_matrix((tf * idf[class_counts.indices], class_counts.indices, class_counts.indptr),
+                         shape=class_counts.shape)  # fmt: skip
 
 
-def top_keywords(weights: np.ndarray, vocabulary: np.ndarray, n: int = 8) -> list[str]:
-    """The ``n`` best terms of one class, skipping words already covered by a chosen phrase and vice versa."""
+def top_keywords(weights: np.ndarray | sp.spmatrix, vocabulary: np.ndarray, n: int = 8) -> list[str]:
+    """The ``n`` best terms of one class (a dense row of weights, or a sparse 1 × terms row), skipping words already
+    covered by a chosen phrase and vice versa."""
+    if sp.issparse(weights):
+        row = sp.csr_matrix(weights)
+        row.sort_indices()
+        terms, values = row.indices, row.data
+    else:
+        terms, values = np.arange(len(weights)), np.asarray(weights)
     chosen: list[str] = []
     covered: set[str] = set()
-    for j in np.argsort(-weights, kind="stable"):
-        if weights[j] <= 0 or len(chosen) >= n:
+    for j, weight in zip(terms[np.argsort(-values, kind="stable")], -np.sort(-values, kind="stable")):
+        if weight <= 0 or len(chosen) >= n:
             break
         term = str(vocabulary[j])
         words = set(term.split())

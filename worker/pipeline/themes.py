@@ -343,7 +343,7 @@ def describe_themes(
     scores = documents["sentiment_score"].to_numpy(dtype=float)
     ratings = documents["rating"].to_numpy(dtype=float)
     for i, theme in enumerate(themes):
-        theme.keywords = top_keywords(weights[i], vocabulary, options.n_keywords) if weights.size else []
+        theme.keywords = top_keywords(weights[i], vocabulary, options.n_keywords) if weights.nnz else []
         theme.label = make_label(theme.keywords)
         theme.member_sentiment = member_sentiment(theme, units, scores, options.span_sentiment_weight)
         theme.sentiment = aggregate(theme.member_sentiment, label_scores(theme.member_sentiment))
