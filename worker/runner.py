@@ -165,9 +165,9 @@ def embed_chunk(job_id: str, index: int) -> int:
     options = from_settings(settings)
     with session_scope() as session:
         job = _load_job(session, job_id)
-        n_chunks, cut = max(1, job.n_chunks), (job.counts or {}).get("cut_spans")
+        n_chunks, cut, project_id = max(1, job.n_chunks), (job.counts or {}).get("cut_spans"), job.project_id
     size = settings.embedding_chunk_size
-    cut = project_cuts_comments(job.project_id) if cut is None else bool(cut)  # jobs ingested before it was kept
+    cut = project_cuts_comments(project_id) if cut is None else bool(cut)  # jobs ingested before it was kept
     texts = distinct_texts(job_id, cut)[index * size : (index + 1) * size]
     lo, hi = STAGE_SPAN["embed"]
     share = (hi - lo) / n_chunks
