@@ -126,15 +126,16 @@ def report_rows(client: httpx.Client, project: str, name: str) -> list[dict[str,
 
 
 def check_spans(client: httpx.Client, project: str, themes: dict, first_members: dict[int, set[str]]) -> None:
-    """Themes are found over spans (sentences), counted over comments: the span_themes report, the themes'
-    span_count, their examples' span and each listed comment's spans agree, at offsets into the comment's text."""
-    assert themes["metadata"]["units"] == "spans" and themes["metadata"]["counts"]["spans"] >= len(first_members)
+    """Themes are found over spans, counted over comments: the span_themes report, the themes' span_count, their
+    examples' span and each listed comment's spans agree, at offsets into the comment's text. (The sample's comments
+    are short, so each is one span; tests/test_span_reports.py and test_span_incremental.py cut comments.)"""
+    assert themes["metadata"]["units"] == "comments" and themes["metadata"]["counts"]["spans"] >= len(first_members)
     texts = {r["doc_id"]: r["text"] for r in report_rows(client, project, "documents")}
     spans = report_rows(client, project, "span_themes")
     assert list(spans[0]) == ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
     carried: dict[int, set[str]] = {}
     for row in spans:
-        start, end = int(row["start"]), int(row["end"])
+        start, end = int(row["span_start"]), int(row["span_end"])
         assert 0 <= start < end <= len(texts[row["doc_id"]]), row
         carried.setdefault(int(row["theme_id"]), set()).add(row["doc_id"])
     assert carried == first_members  # a comment is a member when one of its spans carries the theme
