@@ -27,3 +27,13 @@ from worker.pipeline.normalize import model_text
 )
 def test_model_text(text, expected):
     assert model_text(text) == expected
+
+
+def test_comments_that_are_only_handles_or_links_are_too_few_to_analyse():
+    from worker.pipeline.ingest import ColumnMap, IngestError, read_csv, require_distinct_texts
+
+    only_names = read_csv(b"text\n@united\n@delta\nhttp://t.co/x\n", ColumnMap())
+    with pytest.raises(IngestError, match="once handles, links and masks are taken out") as error:
+        require_distinct_texts(only_names)
+    assert error.value.code == "too-few-comments"
+    require_distinct_texts(read_csv(b"text\n@united lost my bag\n@delta great crew\n", ColumnMap()))
