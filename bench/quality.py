@@ -1,5 +1,5 @@
-"""Theme quality on a labelled set: run systems (``bench.systems``: the product's SAE path, k-means, BERTopic) over
-seeds on the set's cached embeddings and score their themes against the gold labels (``bench.metrics``): label
+"""Theme quality on a labelled set: run systems (``bench.systems``: the product's SAE path, k-means on comments or
+spans, BERTopic) over seeds on the set's cached embeddings and score their themes against the gold labels (``bench.metrics``): label
 recovery, theme precision, theme count, outliers, micro-F1 (multi-label sets), stability across seeds, seconds per run.
 
     python -m bench quality --dataset banking77 [--systems sae,kmeans,bertopic] [--seeds 0,1,2] [--json OUT]

@@ -1,10 +1,12 @@
 """Theme-finding systems behind one interface: ``run_system(spec, embeddings, texts, seed, n_gold) -> SystemResult``
 (what ``python -m bench quality --systems ...`` runs).
 
-Every system gets the same precomputed embeddings and returns the member rows of each theme it would show.
+Every system gets the same texts and their whole-comment embeddings and returns the member rows (comments) of each
+theme it would show.
 
-- ``sae``: the product's path, :func:`worker.pipeline.analyze.analyze` given the embeddings (smoothing → SAE →
-  themes → groups, default :class:`~worker.pipeline.analyze.AnalysisOptions` on the CPU). Parameters after a colon,
+- ``sae``: the product's path, :func:`worker.pipeline.analyze.analyze` on the texts (spans or whole comments as the
+  product decides, normalised and embedded through the benchmark cache → smoothing → SAE → themes → groups, default
+  :class:`~worker.pipeline.analyze.AnalysisOptions` on the CPU). Parameters after a colon,
   separated by ``;``, override the defaults: any field of :class:`~worker.pipeline.themes.ThemeOptions` (e.g.
   ``sae:min_size=10``) or :class:`~worker.pipeline.smooth.SmoothOptions` (``sae:n_neighbors=0`` turns smoothing
   off), the SAE's ``n_latents`` and ``k``; ``levels=0`` leaves out the broader groups and sub-themes of the half-
