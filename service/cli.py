@@ -36,7 +36,8 @@ def analyze_command(
     k: Annotated[Optional[int], typer.Option(help="SAE active latents per comment (default from corpus size).")] = None,
     top: Annotated[int, typer.Option(help="Themes to print.")] = 20,
 ) -> None:
-    """Analyse a CSV in this process and write themes.json, themes.csv, document_themes.csv, documents.csv."""
+    """Analyse a CSV in this process and write themes.json, themes.csv, document_themes.csv, span_themes.csv,
+    documents.csv and theme_groups.csv."""
     from service.settings import get_settings
     from worker.pipeline.ingest import ColumnMap, IngestError, read_csv
 
