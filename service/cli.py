@@ -39,7 +39,7 @@ def analyze_command(
     """Analyse a CSV in this process and write themes.json, themes.csv, document_themes.csv, span_themes.csv,
     documents.csv and theme_groups.csv."""
     from service.settings import get_settings
-    from worker.pipeline.ingest import ColumnMap, IngestError, read_csv
+    from worker.pipeline.ingest import ColumnMap, IngestError, read_csv, require_distinct_texts
 
     settings = get_settings()
     if not file.is_file():
@@ -51,6 +51,10 @@ def analyze_command(
         fail(f"{file}: {exc}")
     if ingested.documents["text"].nunique() < 2:
         fail(f"{file}: themes need at least 2 different comments; the file has {ingested.documents['text'].nunique()}")
+    try:
+        require_distinct_texts(ingested)  # also once handles, links and masks are taken out
+    except IngestError as exc:
+        fail(f"{file}: {exc}")
     console.print(
         f"Read {ingested.counts['documents']} comments from {file} "
         f"({ingested.counts['empty_dropped']} empty dropped, {ingested.counts['duplicate_texts']} duplicate texts)."

@@ -121,3 +121,11 @@ def test_one_distinct_comment_is_refused(tmp_path):
     result = run("analyze", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2 and "at least 2 different comments" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_comments_of_handles_only_are_refused(tmp_path):
+    path = tmp_path / "handles.csv"
+    path.write_text("text\n@united\n@delta\nhttps://t.co/x\n")
+    result = run("analyze", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "once handles, links and masks are taken out" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
