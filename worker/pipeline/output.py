@@ -10,7 +10,7 @@ by the same rule as the API's CSV reports (:mod:`worker.pipeline.csv_cells`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,42 +148,34 @@ def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def document_themes_table(themes: Iterable[Theme], documents: pd.DataFrame) -> pd.DataFrame:
     """``document_themes.csv``: long format, one row per (document, theme) membership."""
-    parts = [
-        pd.DataFrame(
-            {
-                "doc_id": documents["doc_id"].to_numpy()[t.members],
-                "theme_id": np.full(t.size, t.id, dtype=np.int64),
-                "activation": np.round(t.activations.astype(np.float64), DIGITS),
-            }
-        )
-        for t in themes
-    ]
-    if not parts:
-        return pd.DataFrame(columns=DOCUMENT_THEMES_COLUMNS)
-    table = pd.concat(parts, ignore_index=True)
-    return table.sort_values(["theme_id", "activation", "doc_id"], ascending=[True, False, True], kind="stable")
+    doc_ids = documents["doc_id"].to_numpy()
+    return _long_table(themes, DOCUMENT_THEMES_COLUMNS, lambda t: (t.members, t.activations),
+                       lambda t, rows: {"doc_id": doc_ids[rows]})  # fmt: skip
 
 
 def span_themes_table(themes: Iterable[Theme], documents: pd.DataFrame, spans: Spans) -> pd.DataFrame:
     """``span_themes.csv``: long format, one row per (span, theme) membership, with the span's offsets."""
     doc_ids = documents["doc_id"].to_numpy()
-    parts = [
-        pd.DataFrame(
-            {
-                "doc_id": doc_ids[spans.doc[t.unit_rows]],
-                "span_index": spans.index[t.unit_rows],
-                "span_start": spans.start[t.unit_rows],
-                "span_end": spans.end[t.unit_rows],
-                "theme_id": np.full(t.span_count, t.id, dtype=np.int64),
-                "activation": np.round(t.unit_activations.astype(np.float64), DIGITS),
-            }
-        )
-        for t in themes
-    ]
+    return _long_table(themes, SPAN_THEMES_COLUMNS, lambda t: (t.unit_rows, t.unit_activations),
+                       lambda t, rows: {"doc_id": doc_ids[spans.doc[rows]], "span_index": spans.index[rows],
+                                        "span_start": spans.start[rows], "span_end": spans.end[rows]})  # fmt: skip
+
+
+def _long_table(themes: Iterable[Theme], columns: list[str],
+                members: Callable[[Theme], tuple[np.ndarray, np.ndarray]],
+                described: Callable[[Theme, np.ndarray], dict[str, np.ndarray]]) -> pd.DataFrame:  # fmt: skip
+    """One row per (member, theme): ``described`` columns of the member rows, ``theme_id`` and ``activation``;
+    sorted by theme, activation (highest first), then the remaining columns in order."""
+    parts = []
+    for t in themes:
+        rows, activations = members(t)
+        parts.append(pd.DataFrame({**described(t, rows), "theme_id": np.full(len(rows), t.id, dtype=np.int64),
+                                   "activation": np.round(activations.astype(np.float64), DIGITS)}))  # fmt: skip
     if not parts:
-        return pd.DataFrame(columns=SPAN_THEMES_COLUMNS)
-    table = pd.concat(parts, ignore_index=True)
-    return table.sort_values(["theme_id", "activation", "doc_id", "span_index"], ascending=[True, False, True, True],
+        return pd.DataFrame(columns=columns)
+    rest = [c for c in columns if c not in ("theme_id", "activation")]
+    table = pd.concat(parts, ignore_index=True)[columns]
+    return table.sort_values(["theme_id", "activation", *rest], ascending=[True, False, *[True] * len(rest)],
                              kind="stable")  # fmt: skip
 
 

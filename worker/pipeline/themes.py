@@ -111,27 +111,24 @@ class Units:
         return cls(np.arange(len(documents)), vectors, documents["text"].tolist())
 
 
+def highest_per(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (sorted) and the highest value of each."""
+    distinct, position = np.unique(np.asarray(keys, dtype=np.int64), return_inverse=True)
+    best = np.zeros(len(distinct), dtype=np.float32)
+    np.maximum.at(best, position, np.asarray(values, dtype=np.float32))
+    return distinct, best
+
+
 def lift(rows: np.ndarray, values: np.ndarray, owner: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Unit rows and values → the distinct owners (document rows, sorted) with the highest value of their units."""
-    if owner is None:
-        return rows, values
-    docs = owner[rows]
-    members, position = np.unique(docs, return_inverse=True)
-    best = np.zeros(len(members), dtype=np.float32)
-    np.maximum.at(best, position, values.astype(np.float32))
-    return members, best
+    return (rows, values) if owner is None else highest_per(owner[rows], values)
 
 
 def union(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Rows and values of several sets → their union (sorted), with the highest value of each row."""
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    rows = np.concatenate([p[0] for p in parts]).astype(np.int64)
-    values = np.concatenate([p[1] for p in parts]).astype(np.float32)
-    members, position = np.unique(rows, return_inverse=True)
-    best = np.zeros(len(members), dtype=np.float32)
-    np.maximum.at(best, position, values)
-    return members, best
+    return highest_per(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 def distinct_owners(members: sp.csc_matrix, owner: np.ndarray | None) -> np.ndarray:
