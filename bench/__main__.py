@@ -23,6 +23,8 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "quality": Command("bench.quality", "main", "theme quality on a labelled set: label recovery, theme precision, "
                        "theme count, outliers, micro-F1, stability and time per system (sae, kmeans, bertopic)"),
+    "tree": Command("bench.tree_eval", "main", "the theme tree on labelled sets: category recovery against k-means "
+                    "with as many clusters, category and theme stability across seeds, junk names, name fidelity"),
     "sentiment": Command("bench.sentiment_eval", "main", "per-comment 3-class sentiment accuracy of the offline "
                          "scorers against a set's gold sentiment"),
     "theme-sentiment": Command("bench.theme_sentiment", "main", "per-theme sentiment against SemEval 2014 gold "

@@ -40,6 +40,7 @@ MODES = ("sqlite", "postgresql")
 SETTINGS = ("DATABASE_URL", "BROKER_URL", "RESULT_BACKEND", "DATA_DIR", "RATE_LIMIT_PER_MINUTE", "MAX_UPLOAD_BYTES",
             "AUTH_FAILURES_PER_MINUTE")  # fmt: skip
 THEME_IDS = (1, 2, 3)
+CATEGORY_ID = 1_000_001  # the one category: every theme sits under it
 FIXED_BODIES = {"POST /v1/projects/{project_id}/themes/{theme_id}/merge": {"themes": [2, 3]}}  # reach a real merge
 EXAMPLES_SHOWN = 3
 
@@ -151,10 +152,10 @@ def restore(saved: dict[str, str | None]) -> None:
 
 def finished_project(app: Any, headers: dict[str, str]) -> dict[str, Any]:
     """A job of the fuzzing tenant, marked succeeded as the worker leaves it: documents, themes 1-3, their members,
-    a theme group. Returns the ids fuzzed requests may use."""
+    a category over them. Returns the ids fuzzed requests may use."""
     from starlette.testclient import TestClient
 
-    from service.storage.models import Document, DocumentTheme, Job, Project, ThemeGroupRow
+    from service.storage.models import Document, DocumentTheme, Job, Project
     from service.storage.session import session_scope
 
     texts = ["late parcel", "soft wool", "refund took weeks", "lovely colour"]
@@ -175,20 +176,25 @@ def finished_project(app: Any, headers: dict[str, str]) -> dict[str, Any]:
             session.add(theme_row(job_id, project_id, theme_id))
             session.add_all(DocumentTheme(job_id=job_id, theme_id=theme_id, document_id=d.id, activation=0.5)
                             for d in docs[theme_id - 1 : theme_id + 1])  # fmt: skip
-        group = {**theme_row(job_id, project_id, 0).record, "id": 1, "level": 1, "size": 4, "themes": [1, 2],
-                 "cohesion": 0.5, "kind": "union"}  # fmt: skip
-        session.add(ThemeGroupRow(job_id=job_id, group_id=1, size=4, record=group))
+        session.add(theme_row(job_id, project_id, CATEGORY_ID, level=1, children=list(THEME_IDS), size=4))
+        session.add_all(DocumentTheme(job_id=job_id, theme_id=CATEGORY_ID, document_id=d.id, activation=0.5)
+                        for d in docs)  # fmt: skip
     return {"project_id": project_id, "job_id": job_id}
 
 
-def theme_row(job_id: str, project_id: str, theme_id: int) -> Any:
+def theme_row(job_id: str, project_id: str, theme_id: int, level: int = 2, children: list[int] | None = None,
+              size: int = 2) -> Any:  # fmt: skip
+    """A node row: a theme (under the category when it is one of its children), or with ``level=1`` a category."""
     from service.storage.models import ThemeRow
 
-    record = {"id": theme_id, "label": f"theme {theme_id}", "keywords": ["late", "parcel"], "size": 2, "share": 0.5,
+    parent = None if level == 1 else CATEGORY_ID
+    name = f"node {theme_id}"
+    record = {"id": theme_id, "level": level, "parent": parent, "children": children or [], "name": name,
+              "label": name, "keywords": ["late", "parcel"], "size": size, "share": 0.5,
               "sentiment": {"mean": 0.1, "negative": 0, "neutral": 2, "positive": 0}, "rating": None, "examples": [],
               "features": [theme_id], "first_seen_job": job_id, "is_new": True}  # fmt: skip
-    return ThemeRow(job_id=job_id, theme_id=theme_id, project_id=project_id, label=record["label"], size=2,
-                    sentiment_mean=0.1, first_seen_job=job_id, record=record)  # fmt: skip
+    return ThemeRow(job_id=job_id, theme_id=theme_id, project_id=project_id, level=level, parent_id=parent,
+                    label=name, size=size, sentiment_mean=0.1, first_seen_job=job_id, record=record)  # fmt: skip
 
 
 def fuzz(app: Any, headers: dict[str, str], ids: dict[str, Any], cases: int) -> Tally:

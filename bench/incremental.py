@@ -7,8 +7,8 @@ defaults: spans), save its SAE, analyse all rows updating that SAE exactly as a 
 - **kept ids**: share of the first analysis's themes whose id, after the update, is a theme whose members on the
   first half's rows have Jaccard ≥ 0.5 with the first analysis's members;
 - **label F1** (``bench.metrics.label_recovery`` of the flat themes on all rows): after the update vs the fresh fit;
-- **label F1 + groups**: the same over everything the product shows beside the themes (theme groups, and the
-  broader groups and sub-themes of the half- and double-size SAEs, which every job trains afresh).
+- **label F1 + tree**: the same over every node of the theme tree (categories, themes, and the sub-themes of the
+  double-size SAE, which every job trains afresh).
 
     python -m bench incremental --dataset banking77 [--seeds 0,1,2] [--epoch-scale 0.5] [--lr-scale 0.5] [--json OUT]
 
@@ -33,15 +33,15 @@ from bench.systems import bench_cache, unscored_documents
 
 def analysis_of(X: np.ndarray, seed: int, texts: list[str], previous: str | None = None, levels: bool = True) -> Any:
     """The product's analysis of the texts (on the CPU, their spans embedded through the benchmark cache), updating
-    the SAE saved in ``previous`` if given; without ``levels`` no half- and double-size SAEs are trained (their groups
-    are not needed). ``X`` (one embedding per text) only gives the number of documents."""
+    the SAE saved in ``previous`` if given; without ``levels`` no double-size SAE is trained (its sub-themes are not
+    needed). ``X`` (one embedding per text) only gives the number of documents."""
     from dataclasses import replace
 
     from worker.pipeline.analyze import AnalysisOptions, analyze
-    from worker.pipeline.levels import LevelOptions
+    from worker.pipeline.tree import TreeOptions
 
-    options = AnalysisOptions(device="cpu", seed=seed, backend="torch", batch_size=64,
-                              levels=LevelOptions() if levels else None)  # fmt: skip
+    options = AnalysisOptions(device="cpu", seed=seed, backend="torch", batch_size=64, names=False,
+                              tree=TreeOptions(sub_themes=levels))  # fmt: skip
     options = replace(options, themes=replace(options.themes, span_sentiment_weight=0))  # sentiment is not read
     return analyze(unscored_documents(len(X), texts), options, cache=bench_cache(), previous_sae=previous)
 
@@ -52,8 +52,8 @@ def themes_of(analysis: Any) -> dict[int, set[int]]:
 
 
 def shown_sets(analysis: Any) -> list[np.ndarray]:
-    """The member rows of the themes and of every group shown beside them."""
-    return [t.members for t in [*analysis.themes, *analysis.groups]]
+    """The member rows of every node of the tree."""
+    return [t.members for t in analysis.nodes]
 
 
 def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows: set[int]) -> int:

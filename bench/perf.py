@@ -14,8 +14,8 @@ Sections (``--quick`` shrinks every one so the whole run takes under ~3 minutes)
   (Banking77 test, clothing sample).
 - ``cache``: embedding stage on a re-uploaded file (warm cache) against the first upload (cold); duplicates.
 - ``scale``: the product's analysis after embedding (:func:`worker.pipeline.analyze.analyze` given the embeddings
-  as spans, four to a comment; sentiment preset: smoothing, SAE, themes over spans lifted to comments, groups with
-  the level SAEs, themes.json) at 10k / 100k / 1M rows (spans), each in a child process: seconds of smoothing, SAE training and the themes stage (themes, groups, themes.json), peak RSS.
+  as spans, four to a comment; sentiment preset: smoothing, SAE, themes over spans lifted to comments, the tree
+  with its sub-theme SAE and names, themes.json) at 10k / 100k / 1M rows (spans), each in a child process: seconds of smoothing, SAE training and the themes stage (themes, tree, names, themes.json), peak RSS.
   Rows past the real ones are real embeddings plus Gaussian noise, renormalised, memory-mapped from disk; their
   texts are the texts of the rows they derive from.
 - ``bertopic``: BERTopic ``fit_transform`` (its defaults, given the same embeddings) in a child process, bounded.
@@ -326,7 +326,7 @@ def spans_as_rows(texts: list[str], per_comment: int = SPANS_PER_COMMENT) -> tup
 def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     """Child: the product's analysis of the memory-mapped embeddings as spans, :data:`SPANS_PER_COMMENT` per comment
     (texts per row from ``texts_path``; sentiment preset, so no model is loaded): smoothing, SAE, themes over spans
-    lifted to comments, groups with the level SAEs, themes.json."""
+    lifted to comments, the tree with its sub-theme SAE and names, themes.json."""
     from bench.systems import unscored_documents
     from sae.trainer import warm_up
     from worker.pipeline.analyze import AnalysisOptions, analyze
@@ -345,9 +345,9 @@ def run_ours(emb_path: str, texts_path: str) -> dict[str, Any]:
     train_s = seconds["train"] - (smooth_s or 0.0)
     return {"n": len(X), "comments": len(comments), "smooth_s": None if smooth_s is None else round(smooth_s, 2),
             "train_s": round(train_s, 2), "themes_s": round(seconds["themes"], 2),
-            "n_sub_themes": sum(g.kind == "sub_theme" for g in analysis.groups),
+            "n_sub_themes": len(analysis.sub_themes), "n_categories": len(analysis.categories),
             "total_s": round(done - start, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "rss_before_mb": round(rss0, 1), "n_themes": len(analysis.themes), "n_groups": len(analysis.groups),
+            "rss_before_mb": round(rss0, 1), "n_themes": len(analysis.themes),
             "n_latents": sae.n_latents_, "k": sae.k_,
             "epochs": sae.epochs_, "samples": int(sae.n_steps_ * sae.batch_size_), "fvu": round(sae.metrics_["fvu"], 4),
             "samples_per_s": round(sae.n_steps_ * sae.batch_size_ / max(train_s, 1e-9))}  # fmt: skip

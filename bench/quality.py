@@ -5,8 +5,7 @@ recovery, theme precision, theme count, outliers, micro-F1 (multi-label sets), s
     python -m bench quality --dataset banking77 [--systems sae,kmeans,bertopic] [--seeds 0,1,2] [--json OUT]
     python -m bench quality --csv FILE --label-column COL [--label-sep ";"] [--text-column text]
 
-Prints a markdown table (one row per system; the SAE gets two: its themes, and its themes with every group the
-product shows beside them). Needs ``../shared/data`` (or ``--csv``); ``--systems bertopic`` needs ``.[bench]``.
+Prints a markdown table (one row per system; the SAE gets two: its themes, and every node of its theme tree). Needs ``../shared/data`` (or ``--csv``); ``--systems bertopic`` needs ``.[bench]``.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ def run_quality(
             res = run_system(spec, X, data.texts, seed, n_gold)
             parents = res.info.pop("parents", None)
             variants = {spec: res.themes}
-            if parents is not None:  # what the product shows: themes plus theme groups (one training, two rows)
-                variants[f"{spec}+groups"] = res.themes + parents
+            if parents is not None:  # what the product shows: the whole tree (one training, two rows)
+                variants[f"{spec}+tree"] = res.themes + parents
             for name, themes in variants.items():
                 scores = evaluate(themes, data)
                 scores.update(seed=seed, seconds=res.seconds, info=res.info)

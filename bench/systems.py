@@ -5,17 +5,17 @@ Every system gets the same texts and their whole-comment embeddings and returns 
 theme it would show.
 
 - ``sae``: the product's path, :func:`worker.pipeline.analyze.analyze` on the texts (spans or whole comments as the
-  product decides, normalised and embedded through the benchmark cache → smoothing → SAE → themes → groups, default
+  product decides, normalised and embedded through the benchmark cache → smoothing → SAE → themes → tree, default
   :class:`~worker.pipeline.analyze.AnalysisOptions` on the CPU). Parameters after a colon,
   separated by ``;``, override the defaults: any field of :class:`~worker.pipeline.themes.ThemeOptions` (e.g.
   ``sae:min_size=10``) or :class:`~worker.pipeline.smooth.SmoothOptions` (``sae:n_neighbors=0`` turns smoothing
-  off), the SAE's ``n_latents`` and ``k``; ``levels=0`` leaves out the broader groups and sub-themes of the half-
-  and double-size SAEs (``worker.pipeline.levels``); ``min_cohesion=0.4`` (research only: the product shows every
-  theme with its cohesion) leaves out the themes below that cohesion, the groups then being those of the themes
-  kept; ``spans=0`` analyses whole comments, ``spans=1`` their sentences (the default follows the product's),
+  off), the SAE's ``n_latents`` and ``k``; ``levels=0`` leaves out the sub-themes of the double-size SAE
+  (``worker.pipeline.tree``); ``names=0`` names nodes by their keywords; ``min_cohesion=0.4`` (research only: the
+  product shows every theme with its cohesion) leaves out the themes below that cohesion, the tree then being that of
+  the themes kept; ``spans=0`` analyses whole comments, ``spans=1`` their sentences (the default follows the product's),
   ``max_words``/``min_words`` set how spans are cut; the units are normalised and embedded as the product does,
-  through the benchmark cache. Two rows: ``sae`` (the themes) and ``sae+groups`` (the themes with every group the product shows beside
-  them).
+  through the benchmark cache. Two rows: ``sae`` (the themes) and ``sae+tree`` (every node of the tree the product shows:
+  categories, themes, sub-themes).
 - ``kmeans``: scikit-learn KMeans on the embeddings; ``k`` defaults to the number of gold labels with ≥ 10
   documents (an oracle k: the strongest plain-clustering reference), ``kmeans:k=128`` fixes it.
 - ``kmeans-spans``: the same on the embeddings of the comments' spans (sentences, :mod:`worker.pipeline.spans`); a
@@ -72,13 +72,13 @@ SAE_PARAMS = ("n_latents", "k")
 def run_sae(X: np.ndarray, seed: int, texts: list[str] | None = None,
             **params: str) -> tuple[list[np.ndarray], dict[str, Any]]:  # fmt: skip
     """The product's analysis (:func:`run_sae_analysis`): the themes' member rows, and in ``info`` the SAE's figures
-    and, under ``"parents"``, every group's member rows."""
+    and, under ``"parents"``, the member rows of the tree's other nodes (categories, sub-themes)."""
     analysis = run_sae_analysis(X, seed, texts, **params)
-    sae, groups = analysis.sae, analysis.groups
+    sae, others = analysis.sae, [*analysis.categories, *analysis.sub_themes]
     info = {"n_latents": int(sae.n_latents_), "k": int(sae.k_), "fvu": round(float(sae.metrics_["fvu"]), 4),
             "epochs": sae.epochs_, "best_epoch": sae.best_epoch_, "spans": len(analysis.spans),
-            "n_sub_themes": sum(g.kind == "sub_theme" for g in groups),
-            "parents": [g.members for g in groups]}  # fmt: skip
+            "n_categories": len(analysis.categories), "n_sub_themes": len(analysis.sub_themes),
+            "parents": [n.members for n in others]}  # fmt: skip
     return [t.members for t in analysis.themes], info
 
 
@@ -89,23 +89,24 @@ def run_sae_analysis(X: np.ndarray, seed: int, texts: list[str] | None = None, *
     as whole comments. Sentiment is not read: every document is neutral."""
     from dataclasses import fields, replace
 
-    from worker.pipeline.analyze import AnalysisOptions, analyze, find_groups
-    from worker.pipeline.levels import LevelOptions
+    from worker.pipeline.analyze import AnalysisOptions, analyze, find_tree
     from worker.pipeline.smooth import SmoothOptions
     from worker.pipeline.spans import SpanOptions
     from worker.pipeline.themes import ThemeOptions
+    from worker.pipeline.tree import TreeOptions
 
     params = dict(params)
     min_cohesion = float(params.pop("min_cohesion", 0.0))
     spans = bool(int(params.pop("spans", int(SpanOptions().enabled)))) and texts is not None
-    levels = LevelOptions() if int(params.pop("levels", 1)) else None
+    tree = TreeOptions(sub_themes=bool(int(params.pop("levels", 1))))
+    names = bool(int(params.pop("names", 1)))
     theme_fields = {f.name for f in fields(ThemeOptions)}
     smooth_fields = {f.name for f in fields(SmoothOptions)} - {"seed"}  # the analysis seeds smoothing itself
     span_fields = {f.name for f in fields(SpanOptions)} - {"enabled"}
     unknown = set(params) - theme_fields - smooth_fields - span_fields - set(SAE_PARAMS)
     if unknown:
         raise ValueError(f"unknown sae parameters {sorted(unknown)}: ThemeOptions, SmoothOptions or SpanOptions "
-                         f"fields, {', '.join(SAE_PARAMS)}, levels, spans, min_cohesion")  # fmt: skip
+                         f"fields, {', '.join(SAE_PARAMS)}, levels, names, spans, min_cohesion")  # fmt: skip
     options = AnalysisOptions(
         device="cpu",
         seed=seed,
@@ -114,7 +115,8 @@ def run_sae_analysis(X: np.ndarray, seed: int, texts: list[str] | None = None, *
         smoothing=replace(SmoothOptions(), **{k: _num(v) for k, v in params.items() if k in smooth_fields}),
         themes=replace(ThemeOptions(), span_sentiment_weight=0,
                        **{k: _num(v) for k, v in params.items() if k in theme_fields}),  # fmt: skip
-        levels=levels,
+        tree=tree,
+        names=names,
         spans=SpanOptions(enabled=spans, **{k: _num(v) for k, v in params.items() if k in span_fields}),
         **{k: _num(v) for k, v in params.items() if k in SAE_PARAMS},
     )
@@ -125,9 +127,9 @@ def run_sae_analysis(X: np.ndarray, seed: int, texts: list[str] | None = None, *
         analysis = analyze(documents, options, embeddings=X)
     if min_cohesion > 0 and analysis.embedded.neighbours is not None and analysis.embedded.neighbours.shape[1]:
         analysis.themes = [t for t in analysis.themes if t.cohesion is not None and t.cohesion >= min_cohesion]
-        levels = None if levels is None else replace(levels, seed=seed)
-        analysis.groups = find_groups(analysis.sae, analysis.themes, analysis.embedded, analysis.documents,
-                                      analysis.units, options.themes, levels=levels, device=options.device)  # fmt: skip
+        kept = find_tree(analysis.sae, analysis.themes, analysis.embedded, analysis.documents, analysis.units,
+                         options)  # fmt: skip
+        analysis.categories, analysis.sub_themes = kept.categories, kept.sub_themes
     return analysis
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Find the themes in customer feedback.")
@@ -34,10 +36,12 @@ def analyze_command(
     model: Annotated[Optional[str], typer.Option(help="sentence-transformers model name or path.")] = None,
     n_latents: Annotated[Optional[int], typer.Option(help="SAE dictionary size (default from corpus size).")] = None,
     k: Annotated[Optional[int], typer.Option(help="SAE active latents per comment (default from corpus size).")] = None,
-    top: Annotated[int, typer.Option(help="Themes to print.")] = 20,
+    top: Annotated[int, typer.Option(help="Themes to print in the table.")] = 20,
+    tree_top: Annotated[int, typer.Option(help="Themes to print under each category (and sub-themes under each theme)"
+                                               " in the tree; the rest are counted.")] = 3,  # fmt: skip
 ) -> None:
-    """Analyse a CSV in this process and write themes.json, themes.csv, document_themes.csv, span_themes.csv,
-    documents.csv and theme_groups.csv."""
+    """Analyse a CSV in this process and write themes.json, themes.csv, theme_tree.csv, document_themes.csv,
+    document_nodes.csv, span_themes.csv and documents.csv."""
     from service.settings import get_settings
     from worker.pipeline.ingest import ColumnMap, IngestError, read_csv, require_distinct_texts
 
@@ -69,11 +73,11 @@ def analyze_command(
         progress("ingest", 1.0)
         result = analyze(ingested.documents, options, progress=progress, cache=EmbeddingCache(settings.cache_dir),
                          counts=ingested.counts)  # fmt: skip
-        paths = write_output_files(out, result.document, result.themes, result.documents, result.spans)
+        paths = write_output_files(out, result.document, result.nodes, result.documents, result.spans)
         progress("files", 1.0)
     print_themes(result.document, top)
-    print_groups(result.document, top)
-    console.print(f"Wrote {', '.join(str(p) for p in paths)}")
+    print_tree(result.document, tree_top)
+    console.print(f"Wrote {', '.join(str(p) for p in paths)}", soft_wrap=True, highlight=False)  # paths unbroken
 
 
 class _stage_bars:
@@ -98,47 +102,90 @@ class _stage_bars:
 
 
 def print_themes(document: dict, top: int) -> None:
-    """A readable table of the largest themes."""
+    """A readable table of the largest themes by name (on a wide terminal with their keywords and an example)."""
     meta = document["metadata"]
     sae = meta["sae"]
+    # The fixed columns take their width; keywords and an example share what is left of a wide enough terminal.
+    extra = [name for name, width in (("keywords", 100), ("example", 130)) if console.width >= width]
     table = Table(title=f"{meta['n_themes']} themes in {meta['n_documents']} comments "
-                        f"(SAE {sae['n_latents']} latents, K={sae['k']}, FVU {sae['fvu']:.3f})")  # fmt: skip
-    table.add_column("id", justify="right")
-    table.add_column("theme", min_width=24, overflow="fold")
-    table.add_column("size", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("mood", justify="right")
-    table.add_column("rating", justify="right")
-    table.add_column("example", overflow="ellipsis", no_wrap=True, min_width=20, max_width=50)
+                        f"(SAE {sae['n_latents']} latents, K={sae['k']}, FVU {sae['fvu']:.3f})",
+                  expand=bool(extra), width=min(console.width, 160) if extra else None)  # fmt: skip
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("theme", overflow="fold", max_width=32)
+    for name in ("size", "share", "mood", "rating"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for name in extra:
+        table.add_column(name, ratio=1 if name == "keywords" else 2, overflow="ellipsis", no_wrap=True,
+                         style="dim" if name == "keywords" else "")  # fmt: skip
     for theme in document["themes"][:top]:
         rating = theme["rating"]
-        table.add_row(
-            str(theme["id"]), theme["label"], str(theme["size"]), f"{theme['share']:.1%}",
-            f"{theme['sentiment']['mean']:+.2f}", "" if rating is None else f"{rating['mean']:.2f}",
-            theme["examples"][0]["text"] if theme["examples"] else "",
-        )  # fmt: skip
+        cells = {"keywords": ", ".join(theme["keywords"][:4]),
+                 "example": theme["examples"][0]["text"] if theme["examples"] else ""}  # fmt: skip
+        table.add_row(str(theme["id"]), Text(node_name(theme)), str(theme["size"]), f"{theme['share']:.1%}",
+                      mood(theme["sentiment"]["mean"]), "" if rating is None else f"{rating['mean']:.2f}",
+                      *(Text(cells[name]) for name in extra))  # fmt: skip
     console.print(table)
 
 
-def print_groups(document: dict, top: int) -> None:
-    """The largest theme groups (broader subjects, then sub-themes) with the ids of the themes they span."""
-    groups = document.get("groups") or []
-    kinds = (("broader subjects", "themes", lambda g: g.get("kind") != "sub_theme"),
-             ("sub-themes", "within theme", lambda g: g.get("kind") == "sub_theme"))  # fmt: skip
-    for title, spans, wanted in kinds:
-        chosen = [g for g in groups if wanted(g)]
-        if not chosen:
-            continue
-        table = Table(title=f"{len(chosen)} {title}")
-        table.add_column("group", justify="right")
-        table.add_column("subject", min_width=24, overflow="fold")
-        table.add_column("size", justify="right")
-        table.add_column("mood", justify="right")
-        table.add_column(spans, overflow="fold")
-        for group in chosen[:top]:
-            table.add_row(str(group["id"]), group["label"], str(group["size"]), f"{group['sentiment']['mean']:+.2f}",
-                          ", ".join(str(t) for t in group["themes"]))  # fmt: skip
-        console.print(table)
+# At most this many categories are printed: the category level of the tree fits on one screen.
+MAX_CATEGORIES = 15
+
+
+def print_tree(document: dict, top: int) -> None:
+    """The theme tree: each category (name, size, share, mood, number of themes) with its ``top`` largest themes, each
+    with its ``top`` largest sub-themes; what is left out is counted in a "+N more" line (``top`` 0: categories only).
+    """
+    categories = document.get("categories") or []
+    themes, sub_themes = document.get("themes") or [], document.get("sub_themes") or []
+    nodes = {n["id"]: n for n in (*categories, *themes, *sub_themes)}
+    tree = Tree(Text(f"{len(categories)} categories, {len(themes)} themes, {len(sub_themes)} sub-themes in "
+                     f"{document['metadata']['n_documents']} comments", style="bold"), guide_style="dim")  # fmt: skip
+    for category in categories[:MAX_CATEGORIES]:
+        children = _children(category, nodes)
+        branch = tree.add(node_text(category, share=True, n_themes=len(children)))
+        for theme in children[:top]:
+            twig = branch.add(node_text(theme))
+            grandchildren = _children(theme, nodes)
+            for sub_theme in grandchildren[:top]:
+                twig.add(node_text(sub_theme))
+            _more(twig, len(grandchildren) - top, "sub-theme")
+        if top > 0:
+            _more(branch, len(children) - top, "theme")
+    _more(tree, len(categories) - MAX_CATEGORIES, "category")
+    console.print(tree)
+
+
+def _children(node: dict, nodes: dict[int, dict]) -> list[dict]:
+    """A node's children, largest first."""
+    return sorted((nodes[i] for i in node.get("children") or [] if i in nodes), key=lambda n: (-n["size"], n["id"]))
+
+
+def _more(branch: Tree, left_out: int, noun: str) -> None:
+    """A dim "+N more …" line under ``branch`` when ``left_out`` children were not printed."""
+    if left_out > 0:
+        plural = {"category": "categories"}.get(noun, noun + "s") if left_out > 1 else noun
+        branch.add(Text(f"+{left_out} more {plural}", style="dim"))
+
+
+def node_name(node: dict) -> str:
+    """A node's name (records written before names existed: its label)."""
+    return node.get("name") or node.get("label") or f"theme {node['id']}"
+
+
+def node_text(node: dict, share: bool = False, n_themes: int | None = None) -> Text:
+    """One line of the tree: the name (as text, never markup), size, optionally share, mean sentiment and the number
+    of themes (a category's)."""
+    facts = [f"{node['size']} comments"] + ([f"{node['share']:.1%}"] if share else [])
+    line = Text.assemble((node_name(node), "bold" if share else ""), "  ", (" · ".join(facts) + " · mood ", "dim"),
+                         mood(node["sentiment"]["mean"]), no_wrap=True, overflow="ellipsis")  # one line each
+    if n_themes is not None:
+        line.append(f" · {n_themes} theme{'' if n_themes == 1 else 's'}", style="dim")
+    return line
+
+
+def mood(mean: float) -> Text:
+    """A mean sentiment, signed, red when negative and green when positive."""
+    return Text(f"{mean:+.2f}", style="red" if mean <= -0.05 else "green" if mean >= 0.05 else "")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")

@@ -1,10 +1,9 @@
-"""``feedback-themes reporting …``: grant a tenant's read-only role, publish every project (docs/bi.md)."""
+"""``feedback-themes reporting …``: grant a tenant's read-only role, publish every project (docs/bi.md). The storage
+modules are imported inside the commands, as in ``service.cli``."""
 
 from __future__ import annotations
 
 import typer
-
-from service.storage.reporting_schema import grant_tenant_role, publish_all
 
 reporting_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL `reporting` schema for BI tools (docs/bi.md).")
 
@@ -20,6 +19,7 @@ def grant_command(
     from sqlalchemy.engine import make_url
 
     from service.settings import get_settings
+    from service.storage.reporting_schema import grant_tenant_role
     from service.storage.session import session_scope, upgrade_database
 
     upgrade_database()
@@ -41,6 +41,7 @@ def grant_command(
 @reporting_app.command("publish")
 def publish_command() -> None:
     """Publish every project's report tables now (a backfill; finished jobs and edits publish by themselves)."""
+    from service.storage.reporting_schema import publish_all
     from service.storage.session import session_scope, upgrade_database
 
     upgrade_database()

@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     smoothing_neighbors: int = Field(15, ge=0, description="Neighbours each embedding is averaged with before the "
                                      "SAE (worker/pipeline/smooth.py); 0: no smoothing.")
     smoothing_weight: float = Field(0.8, ge=0, le=1, description="Weight of the neighbours' mean in the SAE input.")
-    theme_levels: bool = Field(True, description="Also train SAEs of half and twice the dictionary size for broader "
-                               "theme groups and sub-themes (worker/pipeline/levels.py; about 3x the SAE time).")
+    theme_levels: bool = Field(True, description="Also train an SAE of twice the dictionary size for the tree's "
+                               "sub-themes (worker/pipeline/tree.py; about 2x the SAE time).")
 
     seed: int = 0
 

@@ -99,8 +99,8 @@ def test_harness_smoke_on_a_tiny_csv(tmp_path, monkeypatch, capsys):
 
 
 def test_harness_research_options(tmp_path, monkeypatch):
-    """``sae:levels=0`` leaves out the groups and sub-themes of the half- and double-size SAEs; ``min_cohesion``
-    drops themes whose members' neighbours lie outside them."""
+    """``sae:levels=0`` leaves out the sub-themes of the double-size SAE; ``min_cohesion`` drops themes whose members'
+    neighbours lie outside them."""
     from bench import quality
     from bench.datasets import LabelledSet
 
@@ -112,25 +112,11 @@ def test_harness_research_options(tmp_path, monkeypatch):
     data = LabelledSet("tiny", [f"t{i}" for i in range(120)], [[str(c)] for c in labels])
     spec = "sae:levels=0;min_cohesion=0.99"
     result = quality.run_quality(data, X, systems=["sae", spec], seeds=[0])["systems"]
-    assert set(result) == {"sae", "sae+groups", spec, f"{spec}+groups"}
-    assert result["sae+groups"]["n_themes"] > result["sae"]["n_themes"]
+    assert set(result) == {"sae", "sae+tree", spec, f"{spec}+tree"}
+    assert result["sae+tree"]["n_themes"] > result["sae"]["n_themes"]
     assert result["sae"]["per_seed"][0]["info"]["n_sub_themes"] > 0
     assert result[spec]["per_seed"][0]["info"]["n_sub_themes"] == 0
     assert result[spec]["n_themes"] < result["sae"]["n_themes"]  # no theme is that cohesive
-
-
-def test_parent_themes_group_close_features():
-    from worker.pipeline.themes import Theme, ThemeOptions, parent_themes
-
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=16), rng.normal(size=16)
-    # features 0-3 point near a, 4-7 near b
-    decoder = np.stack([a + 0.05 * rng.normal(size=16) for _ in range(4)] + [b + 0.05 * rng.normal(size=16) for _ in range(4)], axis=1)
-    themes = [Theme(id=f, features=[f], members=np.arange(10 * f, 10 * f + 10), activations=np.ones(10)) for f in range(8)]
-    parents = parent_themes(themes, decoder, ThemeOptions(parent_levels=(4,)))
-    assert sorted(tuple(p.features) for p in parents) == [(0, 1, 2, 3), (4, 5, 6, 7)]
-    assert [len(p.members) for p in parents] == [40, 40]
-    assert parent_themes(themes[:3], decoder) == []
 
 
 def test_calibrate_on_ratings_learns_from_rated_rows_and_falls_back():

@@ -219,12 +219,12 @@ def start_api(procs: Processes, env: dict[str, str], name: str, key: str, **sett
 
 
 def check_counted_once(url: str, api: httpx.Client, job: dict, rows: int) -> None:
-    """The job's project holds each comment once; its themes and memberships are stored once."""
+    """The job's project holds each comment once; its tree's nodes and memberships are stored once."""
     engine = create_engine(url)
     with engine.connect() as conn:
         docs, distinct = conn.execute(text("select count(*), count(distinct doc_id) from documents where project_id = :p"),
                                       {"p": job["project_id"]}).one()  # fmt: skip
-        themes = conn.execute(text("select count(*) from themes where job_id = :j"), {"j": job["id"]}).scalar()
+        nodes = conn.execute(text("select count(*) from themes where job_id = :j"), {"j": job["id"]}).scalar()
         links, distinct_links = conn.execute(
             text("select count(*), count(distinct (theme_id, document_id)) from document_themes where job_id = :j"),
             {"j": job["id"]}).one()  # fmt: skip
@@ -233,7 +233,8 @@ def check_counted_once(url: str, api: httpx.Client, job: dict, rows: int) -> Non
     assert docs == distinct == rows == job["counts"]["documents"], (docs, distinct, rows, job["counts"])
     assert status == "succeeded" and finished_at is not None
     metadata = api.get(f"/v1/jobs/{job['id']}/themes", params={"limit": 500}).json()["metadata"]
-    assert themes == metadata["n_themes"] and links == distinct_links
+    assert nodes == metadata["n_categories"] + metadata["n_themes"] + metadata["n_sub_themes"]
+    assert links == distinct_links
 
 
 def stored_results(logs: str) -> dict[str, int]:

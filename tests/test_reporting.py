@@ -13,11 +13,13 @@ import pytest
 from tests.service_harness import reachable
 from tests.test_service_e2e import POSTGRES_ADMIN
 from worker.pipeline.output import (
+    DOCUMENT_NODES_COLUMNS,
     DOCUMENT_THEMES_COLUMNS,
     DOCUMENTS_COLUMNS,
     REPORT_COLUMNS,
     SPAN_THEMES_COLUMNS,
     THEMES_COLUMNS,
+    TREE_COLUMNS,
 )
 
 pytestmark = pytest.mark.services
@@ -25,15 +27,19 @@ pytestmark = pytest.mark.services
 
 def test_versioned_columns_extend_the_cli_files():
     # columns added after the tables were made go last in the report tables, in the order ALTER TABLE appended them:
-    # cohesion (migration 0004), kind (0005, theme_groups only), span_count (0007, schema version 2)
-    assert [c for c, _ in REPORT_COLUMNS["theme_groups"]][-3:] == ["cohesion", "kind", "span_count"]
-    later = ["cohesion", "span_count"]
+    # cohesion (migration 0004), span_count (0007, schema version 2), name and parent_id (0008, version 3)
+    assert "theme_groups" not in REPORT_COLUMNS  # removed in version 3
+    later = ["cohesion", "span_count", "name", "parent_id"]
     first = [c for c in THEMES_COLUMNS if c not in later]
     assert [c for c, _ in REPORT_COLUMNS["themes"]][: len(first)] == first
     assert [c for c, _ in REPORT_COLUMNS["themes"]][-len(later):] == later and set(later) <= set(THEMES_COLUMNS)
     assert [c for c, _ in REPORT_COLUMNS["document_themes"]] == DOCUMENT_THEMES_COLUMNS
     assert [c for c, _ in REPORT_COLUMNS["span_themes"]] == SPAN_THEMES_COLUMNS  # a table of version 2 (0007)
     assert [c for c, _ in REPORT_COLUMNS["documents"]] == DOCUMENTS_COLUMNS
+    # the tables of version 3 (0008): the tree file's columns, then the report's own
+    own = ["emerging", "impact_coef", "impact_low", "impact_high", "merged_theme_ids", "original_name"]
+    assert [c for c, _ in REPORT_COLUMNS["theme_tree"]] == [*TREE_COLUMNS, *own]
+    assert [c for c, _ in REPORT_COLUMNS["document_nodes"]] == DOCUMENT_NODES_COLUMNS
 
 
 def test_every_report_is_served_and_published():
@@ -41,7 +47,8 @@ def test_every_report_is_served_and_published():
     from service.storage.reporting_schema import EDITED_TABLES
 
     assert set(ReportName.__args__) == set(REPORT_COLUMNS)
-    assert {"themes", "document_themes", "span_themes"} <= set(EDITED_TABLES) <= set(REPORT_COLUMNS)
+    assert {"themes", "document_themes", "span_themes", "theme_tree", "document_nodes"} <= set(EDITED_TABLES)
+    assert set(EDITED_TABLES) <= set(REPORT_COLUMNS)
 
 
 @pytest.fixture
@@ -111,13 +118,14 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     assert set(themes) == {3, 8, 11} and themes[8] == "Fit"
     cohesion = dict(admin.execute(f"SELECT theme_id, cohesion FROM reporting.themes WHERE project_id = '{alice_project}'"))
     assert cohesion[8] == 0.58  # migration 0004's column, filled from the theme record
-    assert count(admin, f"SELECT cohesion FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == 0.4
-    assert count(admin, f"SELECT kind FROM reporting.theme_groups WHERE project_id = '{alice_project}'") == "union"
+    parents = dict(admin.execute("SELECT theme_id, parent_id FROM reporting.themes WHERE project_id = %s",
+                                 (alice_project,)).fetchall())  # fmt: skip
+    assert parents == {3: 1_000_001, 8: 1_000_002, 11: 1_000_002}
     assert count(admin, "SELECT count(*) FROM reporting.document_themes WHERE theme_id = 5 "
                         f"AND project_id = '{alice_project}'") == 0  # fmt: skip
     # schema version 2: span_themes (the merged theme's spans under the theme it was merged into, once each) and
-    # span_count, which counts them
-    assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 2
+    # span_count, which counts them; version 3: the tree
+    assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 3
     spans = admin.execute('SELECT s.theme_id, s.doc_id, s.span_index, s.span_start, s.span_end, d.text '
                           "FROM reporting.span_themes s JOIN reporting.documents d USING (project_id, doc_id) "
                           "WHERE s.project_id = %s", (alice_project,)).fetchall()  # fmt: skip
@@ -128,7 +136,19 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     span_counts = dict(admin.execute("SELECT theme_id, span_count FROM reporting.themes WHERE project_id = %s",
                                      (alice_project,)).fetchall())  # fmt: skip
     assert span_counts == {t: sum(r[0] == t for r in spans) for t in (3, 8, 11)}
-    assert count(admin, f"SELECT span_count FROM reporting.theme_groups WHERE project_id = '{alice_project}'") > 0
+    tree = {r[0]: r[1:] for r in admin.execute("SELECT node_id, level, parent_id, name, size FROM reporting.theme_tree "
+                                                "WHERE project_id = %s", (alice_project,))}  # fmt: skip
+    assert {n: t[:2] for n, t in tree.items()} == {1_000_001: (1, None), 1_000_002: (1, None), 3: (2, 1_000_001),
+                                                   8: (2, 1_000_002), 11: (2, 1_000_002), 2_000_001: (3, 3)}
+    assert tree[8][2] == "Fit" and tree[3][3] == themes_size(admin, alice_project, 3)
+    # a category's comments joined to the tree by node id (docs/bi.md): its themes' comments, merged ones too
+    per_category = dict(admin.execute(
+        "SELECT t.node_id, count(*) FROM reporting.document_nodes n JOIN reporting.theme_tree t "
+        "ON t.project_id = n.project_id AND t.node_id = n.node_id WHERE n.project_id = %s AND n.level = 1 "
+        "GROUP BY t.node_id", (alice_project,)).fetchall())  # fmt: skip
+    assert per_category == {n: tree[n][3] for n in (1_000_001, 1_000_002)}
+    assert count(admin, "SELECT count(*) FROM reporting.document_nodes WHERE node_id = 5 "
+                        f"AND project_id = '{alice_project}'") == 0  # fmt: skip
 
     role, password = grant(postgres, "alice")
     dsn = f"postgresql://{role}:{password}@127.0.0.1:5432/{postgres['name']}"
@@ -162,7 +182,8 @@ def test_upgrades_grant_roles_made_before_them():
     """A database at 0002 with a BI role already granted: migration 0003 adds ``reporting.theme_groups`` (row-level
     security on) readable by that role. The same database at 0006 with a finished job's rows: 0007 adds
     ``span_themes`` and ``reporting.span_themes`` (row-level security on, readable by the role) and ``span_count`` to
-    ``reporting.themes`` and ``reporting.theme_groups``, keeping every row. Both downgrade and upgrade again."""
+    ``reporting.themes`` and ``reporting.theme_groups``, keeping every row; 0008 (the theme tree, version 3: see
+    tests/test_tree_storage.py) drops ``reporting.theme_groups``. All downgrade and upgrade again."""
     if not reachable(5432):
         pytest.skip("needs PostgreSQL on 127.0.0.1:5432 (not reachable)")
     from alembic import command
@@ -188,7 +209,7 @@ def test_upgrades_grant_roles_made_before_them():
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert readable(conn, role, "reporting.theme_groups")
             old_rows(conn)
-        command.upgrade(config, "head")
+        command.upgrade(config, "0007")
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert readable(conn, role, "reporting.span_themes")
             assert conn.execute("SELECT count(*) FROM span_themes").fetchone()[0] == 0  # jobs before it have none
@@ -208,6 +229,12 @@ def test_upgrades_grant_roles_made_before_them():
             conn.execute(f'SET ROLE "{role}"')  # the policy: the role's tenant's rows only
             assert conn.execute("SELECT tenant_id FROM reporting.span_themes").fetchall() == [("tenant-1",)]
             conn.execute("RESET ROLE")
+        command.upgrade(config, "head")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('reporting.theme_groups')").fetchone()[0] is None
+            assert last_column(conn, "themes") == "parent_id" and readable(conn, role, "reporting.theme_tree")
+            assert conn.execute("SELECT theme_id, span_count FROM reporting.themes").fetchall() == [(7, None)]
+            assert "version 3" in conn.execute("SELECT obj_description('reporting.themes'::regclass)").fetchone()[0]
         command.downgrade(config, "0006")
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT to_regclass('reporting.span_themes'), to_regclass('span_themes')"
@@ -223,6 +250,11 @@ def test_upgrades_grant_roles_made_before_them():
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def themes_size(admin, project_id: str, theme_id: int) -> int:  # type: ignore[no-untyped-def]
+    return admin.execute("SELECT size FROM reporting.themes WHERE project_id = %s AND theme_id = %s",
+                         (project_id, theme_id)).fetchone()[0]  # fmt: skip
 
 
 def readable(conn, role: str, table: str) -> bool:

@@ -76,21 +76,10 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     means = [t["sentiment"]["mean"] for t in by_sentiment["themes"]]
     assert means == sorted(means)
     first_members = {t: members(client, project, t) for t in first_ids}
-    groups = client.get(f"/v1/jobs/{job['id']}/groups", params={"limit": 2}).json()
-    assert groups["metadata"]["n_groups"] >= 2 and len(groups["groups"]) == 2 and groups["next_cursor"]
-    everything = client.get(f"/v1/projects/{project}/groups", params={"limit": 500}).json()["groups"]
-    assert len(everything) == groups["metadata"]["n_groups"] and everything[:2] == groups["groups"]
-    assert {"union", "sub_theme"} <= {g["kind"] for g in everything}
-    for group in everything:  # every group names themes of the job; a union is whole themes, at least two
-        assert group["label"] and group["examples"] and group["themes"] and set(group["themes"]) <= first_ids
-        if group["kind"] == "union":
-            assert len(group["themes"]) >= 2
-            assert group["size"] == len(set().union(*(first_members[t] for t in group["themes"])))
-        elif group["kind"] == "sub_theme":  # a sub-theme lies within its one theme (most of it: at least one example)
-            [parent] = group["themes"]
-            assert group["level"] == 1 and any(e["doc_id"] in first_members[parent] for e in group["examples"]), group
+    first_tree = check_tree(client, project, job["id"], first_ids, first_members)
 
-    for name, column in (("themes", "theme_id"), ("document_themes", "activation"), ("documents", "sentiment_label")):
+    for name, column in (("themes", "theme_id"), ("document_themes", "activation"), ("documents", "sentiment_label"),
+                         ("theme_tree", "node_id"), ("document_nodes", "level")):
         report = client.get(f"/v1/projects/{project}/reports/{name}.csv")
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(report.text)))
@@ -119,6 +108,37 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     assert same_meaning >= 0.8 * len(kept), (same_meaning, len(kept))
     part_b_ids = {row["id"] for row in csv.DictReader(part_b.open())}
     assert any(len(members(client, project, t["id"]) & part_b_ids) >= 0.5 * t["size"] for t in new), new
+    current_ids = {t["id"] for t in current["themes"]}
+    second_tree = check_tree(client, project, second["id"], current_ids,
+                             {t: members(client, project, t) for t in current_ids})  # fmt: skip
+    assert set(first_tree) & set(second_tree), (first_tree, second_tree)  # categories matched keep their ids
+
+
+def check_tree(client: httpx.Client, project: str, job_id: str, theme_ids: set[int],
+               theme_members: dict[int, set[str]]) -> dict[int, set[str]]:  # fmt: skip
+    """The job's tree: a handful of categories over every theme (each under exactly one), a category's comments the
+    union of its themes', sub-themes within their theme; ``/groups`` is gone. Returns each category's comments."""
+    tree = client.get(f"/v1/jobs/{job_id}/tree").json()
+    categories = tree["categories"]
+    assert 2 <= len(categories) <= 15 and tree["metadata"]["n_categories"] == len(categories), tree["metadata"]
+    placed = [t["id"] for c in categories for t in c["children"]]
+    assert sorted(placed) == sorted(theme_ids)  # every theme once
+    out = {}
+    for category in categories:
+        assert category["level"] == 1 and category["id"] > 1_000_000 and category["name"] and category["keywords"]
+        own = [t["id"] for t in category["children"]]
+        out[category["id"]] = members(client, project, category["id"])
+        assert out[category["id"]] == set().union(*(theme_members[t] for t in own))
+        assert category["size"] == len(out[category["id"]])
+        for theme in category["children"]:
+            assert theme["level"] == 2 and theme["name"]
+            for sub in theme["children"]:
+                assert sub["level"] == 3 and sub["id"] > 2_000_000 and not sub["children"]
+                assert members(client, project, sub["id"]) <= theme_members[theme["id"]]
+    node = client.get(f"/v1/projects/{project}/nodes/{categories[0]['id']}").json()
+    assert node["level"] == 1 and sorted(node["children"]) == sorted(t["id"] for t in categories[0]["children"])
+    assert client.get(f"/v1/jobs/{job_id}/groups").status_code == 410
+    return out
 
 
 def report_rows(client: httpx.Client, project: str, name: str) -> list[dict[str, str]]:

@@ -104,12 +104,12 @@ def test_settings_defaults_are_the_stage_defaults(monkeypatch):
     options, defaults = from_settings(Settings()), AnalysisOptions()
     smoothing = options.smoothing
     assert (smoothing.n_neighbors, smoothing.weight) == (SmoothOptions().n_neighbors, SmoothOptions().weight)
-    assert (options.model, options.seed, options.levels, options.backend) == (
-        defaults.model, defaults.seed, defaults.levels, defaults.backend)
+    assert (options.model, options.seed, options.tree, options.backend) == (
+        defaults.model, defaults.seed, defaults.tree, defaults.backend)
     monkeypatch.setenv("FEEDBACK_THEMES_SMOOTHING_NEIGHBORS", "0")
     monkeypatch.setenv("FEEDBACK_THEMES_THEME_LEVELS", "false")
     options = from_settings(Settings())
-    assert not options.smoothing.enabled and options.levels is None
+    assert not options.smoothing.enabled and not options.tree.sub_themes
 
 
 @pytest.mark.gpu

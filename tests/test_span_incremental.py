@@ -52,14 +52,15 @@ def test_span_themes_keep_their_ids_across_an_update(tmp_path):
     from worker.pipeline.embed_cache import EmbeddingCache
     from worker.pipeline.themes import ThemeOptions
 
-    options = AnalysisOptions(device="cpu", seed=0, backend="torch", n_latents=8, levels=None,
+    options = AnalysisOptions(device="cpu", seed=0, backend="torch", n_latents=8, names=False,
                               spans=SpanOptions(whole_words=0), themes=ThemeOptions(span_sentiment_weight=0))  # fmt: skip
     first_texts, later_texts = reviews(60, seed=1), reviews(30, seed=2)
     first = analyze(frame(first_texts), options, cache=EmbeddingCache(tmp_path / "cache"))
     assert len(first.spans) > len(first_texts)  # two or three sentences each: cut into spans
     first.sae.save(tmp_path / "sae")
+    previous = {n.id: n.members for n in [*first.categories, *first.sub_themes]}
     updated = analyze(frame(first_texts + later_texts), replace(options, seed=1), cache=EmbeddingCache(tmp_path / "cache"),
-                      previous_sae=tmp_path / "sae")  # fmt: skip
+                      previous_sae=tmp_path / "sae", previous_nodes=previous)  # fmt: skip
     before, after = span_members(first, 60), span_members(updated, 60)
     kept = [t for t, spans in before.items()
             if spans and len(spans & after.get(t, set())) / len(spans | after.get(t, set())) >= 0.5]  # fmt: skip
@@ -69,3 +70,11 @@ def test_span_themes_keep_their_ids_across_an_update(tmp_path):
     assert any(set(t.members.tolist()) & new_rows for t in updated.themes if t.id in kept)
     for theme in updated.themes:
         assert len(theme.members) == len(set(theme.members.tolist())) <= theme.span_count
+    # categories matched to the first analysis's by their members keep their ids; the others get new ones after them
+    from worker.pipeline.tree import CATEGORY_ID_BASE, match_ids
+
+    first_ids = {c.id for c in first.categories}
+    expected = match_ids([c.members for c in updated.categories], {c.id: c.members for c in first.categories},
+                         CATEGORY_ID_BASE, 90)  # fmt: skip
+    assert [c.id for c in updated.categories] == expected and first_ids & set(expected)
+    assert all(c.id > max(first_ids) for c in updated.categories if c.id not in first_ids)

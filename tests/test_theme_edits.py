@@ -13,7 +13,7 @@ import pytest
 from service.storage.jobs import NewJob, create_job
 from service.storage.session import session_scope
 from tests.api_helpers import assert_problem, make_client, new_key
-from worker.pipeline.output import themes_document
+from worker.pipeline.output import theme_record
 from worker.pipeline.sentiment import aggregate, label_scores, score_texts
 from worker.pipeline.spans import SpanOptions, Spans, split_spans
 from worker.pipeline.themes import Theme
@@ -85,9 +85,14 @@ def theme_spans(spans: Spans, texts: list[str], theme_id: int, rows: np.ndarray)
     return np.array(out, dtype=np.int64)
 
 
+CATEGORIES = {1_000_001: ("Delivery problems", (3, 5)), 1_000_002: ("Products and the app", (8, 11))}
+SUB_THEME = 2_000_001  # under theme 3: its first half
+
+
 def run_job(project: str | None, tenant: str = "alice", previous: str | None = None, seed: int = 0) -> tuple[str, str]:
-    """A job as the worker stores it: documents, sentiment, spans, themes (made up here, each carried by the spans
-    holding its sentence), store_results."""
+    """A job as the worker stores it: documents, sentiment, spans, a theme tree (made up here: two categories over
+    the four themes, one sub-theme of theme 3; each theme carried by the spans holding its sentence),
+    store_results."""
     docs, members = make_documents(seed=seed)
     with session_scope() as session:
         job, _ = create_job(session, NewJob(job_id=f"job{seed:029d}", tenant_id=tenant_id(tenant), project_id=project,
@@ -106,25 +111,63 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
         acts = np.linspace(1.0, 0.5, len(rows))
         units = theme_spans(spans, texts, theme_id, rows)
         unit_acts = acts[np.searchsorted(rows, spans.doc[units])]
-        theme = Theme(id=theme_id, features=[theme_id], members=rows, activations=acts, spans=units,
-                      span_activations=unit_acts,
-                      label=TOPICS[theme_id][0].lower(), keywords=TOPICS[theme_id][0].lower().split()[:5],
-                      sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows],
-                                          frame["sentiment_label"].to_numpy()[rows]),
-                      rating={"mean": float(frame["rating"].to_numpy()[rows].mean()), "count": len(rows)},
-                      examples=list(units[:3]), cohesion=0.5 + theme_id / 100)  # fmt: skip
-        themes.append(theme)
-    pair = themes[:2]  # one theme group over the first two themes, as the worker's group_themes makes them
-    rows = np.union1d(pair[0].members, pair[1].members)
-    units = np.union1d(pair[0].spans, pair[1].spans)
-    group = Theme(id=1, features=sorted(f for t in pair for f in t.features), members=rows,
-                  activations=np.ones(len(rows)), spans=units, span_activations=np.ones(len(units)), label="group",
-                  keywords=["group"], examples=list(units[:2]),
-                  sentiment=aggregate(frame["sentiment_score"].to_numpy()[rows], frame["sentiment_label"].to_numpy()[rows]),
-                  rating=None, themes=sorted(t.id for t in pair), level=2, cohesion=0.4, kind="union")  # fmt: skip
-    document = themes_document(themes, frame, {"model": "test"}, [group], spans)
-    store_results(job_id, project_id, previous, document, themes, frame, "-", {"documents": len(frame)}, spans=spans)
+        parent = next(c for c, (_, children) in CATEGORIES.items() if theme_id in children)
+        themes.append(node(frame, theme_id, 2, parent, [SUB_THEME] if theme_id == 3 else [], rows, acts, units,
+                           unit_acts, TOPICS[theme_id][0].lower(), cohesion=0.5 + theme_id / 100))  # fmt: skip
+    by_id = {t.id: t for t in themes}
+    categories = [category(frame, node_id, name, [by_id[t] for t in children])
+                  for node_id, (name, children) in CATEGORIES.items()]  # fmt: skip
+    late = by_id[3]
+    half = late.members[: len(late.members) // 2]
+    carried = np.isin(spans.doc[late.spans], half)
+    sub = node(frame, SUB_THEME, 3, 3, [], half, late.activations[: len(half)], late.spans[carried],
+               late.span_activations[carried], "late delivery, again", cohesion=0.6)  # fmt: skip
+    nodes = [*categories, *themes, sub]
+    document = tree_document(nodes, frame, spans)
+    store_results(job_id, project_id, previous, document, nodes, frame, "-", {"documents": len(frame)}, spans=spans)
     return job_id, project_id
+
+
+def node(frame: pd.DataFrame, node_id: int, level: int, parent: int | None, children: list[int], rows: np.ndarray,
+         acts: np.ndarray, units: np.ndarray, unit_acts: np.ndarray, name: str,
+         cohesion: float | None) -> Theme:  # fmt: skip
+    """A node of the tree as the analysis makes it."""
+    scores, labels = frame["sentiment_score"].to_numpy()[rows], frame["sentiment_label"].to_numpy()[rows]
+    return Theme(id=node_id, features=[node_id] if level == 2 else [], members=rows, activations=acts, spans=units,
+                 span_activations=unit_acts, label=name, name=name, keywords=name.split()[:5],
+                 sentiment=aggregate(scores, labels), rating={"mean": float(frame["rating"].to_numpy()[rows].mean()),
+                                                              "count": len(rows)},
+                 examples=list(units[:3]), cohesion=cohesion, level=level, parent=parent,
+                 children=children)  # fmt: skip
+
+
+def category(frame: pd.DataFrame, node_id: int, name: str, themes: list[Theme]) -> Theme:
+    """A category over ``themes``: their comments (each with its highest activation) and spans."""
+    best: dict[int, float] = {}
+    for t in themes:
+        for row, act in zip(t.members.tolist(), t.activations.tolist()):
+            best[row] = max(best.get(row, 0.0), act)
+    rows = np.array(sorted(best), dtype=np.int64)
+    units = np.unique(np.concatenate([t.spans for t in themes]))
+    cat = node(frame, node_id, 1, None, [t.id for t in themes], rows, np.array([best[r] for r in rows]), units,
+               np.ones(len(units)), name, cohesion=0.4)  # fmt: skip
+    cat.features = sorted(f for t in themes for f in t.features)
+    return cat
+
+
+def tree_document(nodes: list[Theme], frame: pd.DataFrame, spans: Spans) -> dict:
+    """The themes.json object (schema version 2) of the nodes: categories, themes and sub-themes, largest first."""
+    levels = {1: "categories", 2: "themes", 3: "sub_themes"}
+    document: dict = {name: [] for name in levels.values()}
+    for t in nodes:
+        record = {**theme_record(t, frame, len(frame), spans), "level": t.level, "parent": t.parent,
+                  "children": list(t.children), "name": t.name, "label": t.name}  # fmt: skip
+        document[levels[t.level]].append(record)
+    for records in document.values():
+        records.sort(key=lambda r: (-r["size"], r["id"]))
+    document["metadata"] = {"model": "test", "schema_version": 2, "n_documents": len(frame),
+                            **{f"n_{name}": len(document[name]) for name in levels.values()}}  # fmt: skip
+    return document
 
 
 def tenant_id(name: str) -> str:
@@ -292,7 +335,7 @@ def test_report_formats(project):
     for name, spec in REPORT_COLUMNS.items():
         response = client.get(f"/v1/projects/{project_id}/reports/{name}.parquet", headers=headers)
         assert response.status_code == 200, response.text
-        assert response.headers["x-report-schema-version"] == "2"
+        assert response.headers["x-report-schema-version"] == "3"
         table = pq.read_table(io.BytesIO(response.content))
         assert table.column_names == [c for c, _ in spec] and table.num_rows > 0
         assert report(client, headers, project_id, name)[0].keys() == set(table.column_names)

@@ -13,11 +13,9 @@ from worker.pipeline.themes import (
     Units,
     build_themes,
     cohesion,
-    describe_groups,
     describe_themes,
     feature_memberships,
     member_sentiment,
-    parent_themes,
 )
 from worker.pipeline.train import activation_matrix
 
@@ -93,38 +91,6 @@ def test_examples_skip_near_duplicates():
                              Units.of_documents(docs, unique))  # fmt: skip
     assert themes[0].examples == [0, 3]
     assert themes[0].rating is None
-
-
-def group_themes(themes, decoder, docs, embeddings, options=ThemeOptions()):
-    return describe_groups(parent_themes(themes, decoder, options), docs, Units.of_documents(docs, embeddings), options)
-
-
-def test_group_themes_numbers_and_describes_groups_of_close_themes():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=16), rng.normal(size=16)
-    # themes 10-13 point near a (delivery), 20-23 near b (sizing); each has 3 members of its own
-    decoder = np.zeros((16, 24))
-    for f in range(10, 14):
-        decoder[:, f] = a + 0.05 * rng.normal(size=16)
-    for f in range(20, 24):
-        decoder[:, f] = b + 0.05 * rng.normal(size=16)
-    texts = [f"late parcel delivery {i}" for i in range(12)] + [f"runs small size up {i}" for i in range(12)]
-    docs = pd.DataFrame({"doc_id": [str(i) for i in range(24)], "text": texts, "sentiment_score": 0.0,
-                         "sentiment_label": "neutral", "rating": np.nan})  # fmt: skip
-    ids = [10, 11, 12, 13, 20, 21, 22, 23]
-    themes = [Theme(id=f, features=[f], members=np.arange(3 * i, 3 * i + 3), activations=np.full(3, 0.5 + 0.01 * i))
-              for i, f in enumerate(ids)]  # fmt: skip
-    embeddings = np.eye(24, dtype=np.float32)
-    groups = group_themes(themes, decoder, docs, embeddings, ThemeOptions(parent_levels=(4,)))
-    assert sorted(g.id for g in groups) == [1, 2]
-    by_themes = {tuple(g.themes): g for g in groups}
-    assert set(by_themes) == {(10, 11, 12, 13), (20, 21, 22, 23)}
-    delivery, sizing = by_themes[(10, 11, 12, 13)], by_themes[(20, 21, 22, 23)]
-    assert delivery.members.tolist() == list(range(12)) and sizing.members.tolist() == list(range(12, 24))
-    assert delivery.level == 4 and "delivery" in delivery.keywords and any("small" in k for k in sizing.keywords)
-    assert delivery.label and len(delivery.examples) == 5 and delivery.sentiment["neutral"] == 1.0
-    # fewer than four themes: no groups
-    assert group_themes(themes[:3], decoder, docs, embeddings) == []
 
 
 def test_cohesion_is_the_share_of_members_neighbours_inside():

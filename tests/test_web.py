@@ -1,11 +1,13 @@
 """The web page in a real headless Chromium against the real service (``feedback-themes serve``: API + worker):
-enter a key, upload a CSV, watch the bar reach 100%, explore themes and charts, open a theme, rename and merge.
+enter a key, upload a CSV, watch the bar reach 100%, explore the theme tree, themes and charts, open a theme, rename
+and merge; and the tree alone against a stubbed API.
 Screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -108,31 +110,43 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
     page.fill("#search", "")
     page.screenshot(path=str(ARTIFACTS / "web-2-themes.png"), full_page=True)
 
-    # theme groups: each lists its themes; one opens the theme
-    groups = page.locator("#groups-table tbody tr")
-    assert groups.count() >= 2 and groups.first.locator(".theme-link").count() >= 2
-    chip = groups.first.locator(".theme-link").first
-    chip_label = page.locator(f"#themes-table tbody tr[data-theme='{chip.get_attribute('data-theme')}'] .theme-link")
-    assert chip.text_content() == chip_label.text_content()
-    chip.click()
+    # the tree: the API's categories in order, collapsed; one opened from the keyboard lists its themes by name, as the
+    # themes table names them; a theme opens with its category above it
+    client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+    project = client.get("/v1/projects").json()["projects"][0]["id"]
+    tree = client.get(f"/v1/projects/{project}/tree").json()["categories"]
+    categories = page.locator("#theme-tree > li")
+    assert 1 <= categories.count() == len(tree) <= 15
+    names = [categories.nth(i).locator(":scope > .node-row .theme-link").text_content() for i in range(len(tree))]
+    assert names == [c["name"] for c in tree] and all(names)
+    assert page.locator("#theme-tree .toggle[aria-expanded=true]").count() == 0
+    assert not page.locator("#theme-tree > li > ul").first.is_visible()
+    at = next(i for i, c in enumerate(tree) if any(t["children"] for t in c["children"]))  # one with sub-themes
+    category = categories.nth(at)
+    toggle = category.locator(":scope > .node-row .toggle")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    assert toggle.get_attribute("aria-expanded") == "true"
+    links = category.locator(":scope > ul > li > .node-row .theme-link")
+    assert links.all_text_contents() == [t["name"] for t in tree[at]["children"]]
+    parent = next(t for t in tree[at]["children"] if t["children"])
+    row = category.locator(f"li[data-node='{parent['id']}']")
+    row.locator(":scope > .node-row .toggle").focus()
+    page.keyboard.press("Enter")
+    assert row.locator(":scope > ul .theme-link").all_text_contents() == [s["name"] for s in parent["children"]]
+    row.locator(":scope > ul").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "web-2-tree.png"))
+    link = links.first
+    in_table = page.locator(f"#themes-table tbody tr[data-theme='{link.get_attribute('data-theme')}'] .theme-link")
+    assert link.text_content() == in_table.text_content()
+    link.click()
     page.wait_for_selector("#theme-view:not([hidden]) #theme-comments li")
-    assert page.text_content("#theme-title") == chip_label.text_content()
-    page.click("#back")
-    page.wait_for_selector("#explorer:not([hidden])")
-    subs = page.locator("#subthemes-table tbody tr")  # sub-themes: each names the one theme it lies within
-    assert subs.count() >= 1 and all(subs.nth(i).locator(".theme-link").count() == 1 for i in range(subs.count()))
-    assert page.locator("#groups-table tbody tr[data-kind=sub_theme]").count() == 0
-    parent = subs.first.locator(".theme-link")  # … and its theme's page lists it among the theme's sub-themes
-    sub_label = subs.first.locator("td").first.text_content()
-    parent.click()
-    page.wait_for_selector("#theme-view:not([hidden]) #theme-subthemes li[data-group]")
-    assert sub_label in page.locator("#theme-subthemes").text_content()
+    assert page.text_content("#theme-title") == in_table.text_content()
+    assert page.text_content("#node-path") == f"In category {tree[at]['name']}"
     page.click("#back")
     page.wait_for_selector("#explorer:not([hidden])")
 
     # the theme holding the injected comment: its text shows as text, nothing runs
-    client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
-    project = client.get("/v1/projects").json()["projects"][0]["id"]
     links = list(csv.DictReader(io.StringIO(client.get(f"/v1/projects/{project}/reports/document_themes.csv").text)))
     theme_id = next(r["theme_id"] for r in links if r["doc_id"] == XSS_ID)
     page.click(f"#themes-table tbody tr[data-theme='{theme_id}'] .theme-link")
@@ -179,7 +193,24 @@ def test_upload_progress_explore_edit_in_chromium(browser, service, sample_csv, 
 
     page.click("#back")
     page.wait_for_selector("#explorer:not([hidden])")
+
+    # a category renamed through the page: the tree and the API say its new name
+    renamed_row = page.locator(f"#theme-tree > li[data-node='{tree[at]['id']}'] > .node-row .theme-link")
+    renamed_row.click()
+    page.wait_for_selector("#theme-view:not([hidden])")
+    assert page.text_content("#node-children-heading") == "Themes in this category"
+    page.fill("#rename", "Delivery <img src=x onerror=window.__xss=4>")
+    page.click("#rename-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('edit-status').textContent === 'Renamed.'", timeout=60_000)
+    page.click("#back")
+    page.wait_for_selector("#explorer:not([hidden])")
+    after = {c["id"]: c["name"] for c in client.get(f"/v1/projects/{project}/tree").json()["categories"]}
+    assert renamed_row.text_content() == "Delivery <img src=x onerror=window.__xss=4>" == after[tree[at]["id"]]
+    assert page.locator("#explorer img").count() == 0 and page.evaluate("() => window.__xss") is None
+    page.screenshot(path=str(ARTIFACTS / "web-4-renamed.png"))
     assert page.locator("#downloads button[data-report='span_themes.csv']").count() == 1
+    assert page.locator("#downloads button[data-report='theme_tree.csv']").count() == 1
+    assert page.locator("#downloads button[data-report^='theme_groups']").count() == 0
     with page.expect_download() as download:
         page.click("#downloads button[data-report='themes.csv']")
     saved = ARTIFACTS / "web-themes.csv"
@@ -218,6 +249,189 @@ def test_spans_are_marked_at_code_point_offsets(browser):
     assert marked["titles"] == ["sentence 2, activation 0.80", "sentence 3, activation 0.50"]
     assert marked["example"] == ["Late again."]
     assert marked["old"] == ["shipping"] and marked["oldSpans"] == 0
+    assert not errors, errors
+
+
+HOSTILE = '<img src=x onerror="window.__xss=3">[b]Delivery[/b] & <i>co</i>'
+
+
+def _record(node_id: int, level: int, name: str, size: int, mood: float, children: tuple = ()) -> dict:
+    """A node's full record as the API gives it (``/themes/{id}``, ``/nodes/{id}``); its label is keywords-like, so
+    that a page showing labels instead of names fails."""
+    return {"id": node_id, "level": level, "name": name, "label": f"kw{node_id}, other",
+            "keywords": [f"kw{node_id}", "x"], "size": size, "share": size / 200, "span_count": size, "cohesion": 0.6,
+            "children": list(children), "sentiment": {"mean": mood, "negative": 0.2, "neutral": 0.3, "positive": 0.5},
+            "rating": {"mean": 3.5, "count": size}, "examples": [], "features": [], "impact": None, "emerging": False,
+            "hidden": False, "merged": []}  # fmt: skip
+
+
+def _compact(record: dict, children: list[dict]) -> dict:
+    """The ``/tree`` form of a node."""
+    return {"id": record["id"], "level": record["level"], "name": record["name"], "keywords": record["keywords"][:5],
+            "size": record["size"], "share": record["share"], "sentiment_mean": record["sentiment"]["mean"],
+            "rating_mean": record["rating"]["mean"], "emerging": record["id"] == 3, "children": children}  # fmt: skip
+
+
+PROJECT = {"id": "p1", "name": "Shop", "n_documents": 200, "n_themes": 3}
+
+
+class StubApi:
+    """The page's static files (with the service's security headers) and a small project's /v1 answers: categories
+    1000001 (hostile name; themes 3 and 5, theme 3 with sub-themes 2000001 and 2000002) and 1000002 (theme 4)."""
+
+    def __init__(self) -> None:
+        from service.api.routes_web import SECURITY, TYPES, WEB
+
+        self.security, self.types, self.web = SECURITY, TYPES, WEB
+        records = [_record(1_000_001, 1, HOSTILE, 120, -0.42, (3, 5)),
+                   _record(1_000_002, 1, "Fit and sizing", 80, 0.3, (4,)),
+                   _record(3, 2, "Late parcels", 70, -0.6, (2_000_001, 2_000_002)),
+                   _record(5, 2, "Rude couriers", 50, -0.2), _record(4, 2, "Runs small", 80, 0.3),
+                   _record(2_000_001, 3, "Stuck at customs", 30, -0.7),
+                   _record(2_000_002, 3, "No tracking updates", 20, -0.5)]  # fmt: skip
+        self.records = {r["id"]: r for r in records}
+        self.patches: list[tuple[int, dict]] = []
+
+    def tree(self, include_hidden: bool) -> dict:
+        def compact(node_id: int) -> dict:
+            record = self.records[node_id]
+            return _compact(record, [compact(c) for c in record["children"]])
+
+        hidden = {**_compact(_record(1_000_003, 1, "Hidden one", 5, 0.0), []), "hidden": True}
+        shown = [compact(1_000_001), compact(1_000_002)]
+        if include_hidden:
+            shown = [{**node, "hidden": False} for node in shown] + [hidden]
+        return {"metadata": {}, "categories": shown}
+
+    def answer(self, method: str, path: str, query: str, body: str | None) -> tuple[int, object]:
+        import re
+
+        themes = [r for r in self.records.values() if r["level"] == 2]
+        if path == "/v1/projects":
+            return 200, {"projects": [PROJECT], "next_cursor": None}
+        if path == "/v1/projects/p1":
+            return 200, PROJECT
+        if path == "/v1/projects/p1/themes":
+            return 200, {"metadata": {}, "themes": sorted(themes, key=lambda r: -r["size"]), "next_cursor": None}
+        if path == "/v1/projects/p1/tree":
+            return 200, self.tree("include_hidden=true" in query)
+        if path == "/v1/projects/p1/trends":
+            return 200, {"period": None, "periods": [], "totals": [], "themes": []}
+        if path == "/v1/projects/p1/stats":
+            return 200, {"documents": 200, "sentiment": {"negative": 80, "neutral": 40, "positive": 80},
+                         "sentiment_histogram": {"counts": [5] * 10, "edges": [i / 5 - 1 for i in range(11)]},
+                         "ratings": []}  # fmt: skip
+        match = re.fullmatch(r"/v1/projects/p1/(themes|nodes)/(\d+)", path)
+        if match and int(match[2]) in self.records:
+            record = self.records[int(match[2])]
+            if method == "PATCH":
+                change = json.loads(body or "{}")
+                self.patches.append((record["id"], change))
+                record.setdefault("original_name", record["name"])
+                record["name"] = record["label"] = change["label"] or record["original_name"]
+                return 200, record
+            return 200, record if match[1] == "nodes" else {"theme": record, "members": [], "next_cursor": None}
+        return 404, {"title": "Not Found", "detail": f"no stub for {method} {path}"}
+
+    def handle(self, route) -> None:  # type: ignore[no-untyped-def]
+        from urllib.parse import urlsplit
+
+        request = route.request
+        path, query = urlsplit(request.url).path, urlsplit(request.url).query
+        if path == "/" or path.startswith("/static/"):
+            file = self.web / ("index.html" if path == "/" else path.removeprefix("/static/"))
+            headers = {**self.security, "Content-Type": self.types[file.suffix]}
+            return route.fulfill(body=file.read_bytes(), headers=headers)
+        status, data = self.answer(request.method, path, query, request.post_data)
+        route.fulfill(status=status, body=json.dumps(data), headers={"Content-Type": "application/json"})
+
+
+def test_tree_renders_expands_and_renames_in_chromium(browser):
+    """The page's tree against a stubbed API (no service): categories collapsed, opened and closed from the keyboard,
+    names (never labels) everywhere, a hostile name shown as text, a category renamed through the page."""
+    stub = StubApi()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("http://page.test/**", stub.handle)
+    page.goto("http://page.test/")
+    page.fill("#api-key", "ft_stub")
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#upload-section:not([hidden])")
+    page.select_option("#project", "p1")
+    page.click("#open-project")
+    page.wait_for_selector("#explorer:not([hidden]) #theme-tree > li")
+
+    categories = page.locator("#theme-tree > li")
+    assert categories.count() == 2
+    assert [categories.nth(i).get_attribute("data-node") for i in range(2)] == ["1000001", "1000002"]
+    first = categories.first
+    assert first.locator(":scope > .node-row .theme-link").text_content() == HOSTILE  # literally, as text
+    assert page.locator("#explorer img, #explorer i, #explorer script").count() == 0
+    assert page.evaluate("() => window.__xss") is None
+    assert "120" in first.locator(":scope > .node-row").text_content()
+    assert "60.0%" in first.locator(":scope > .node-row").text_content()
+    assert first.locator(":scope > .node-row .mood").text_content() == "mean sentiment: -0.42"  # the label: unseen
+    # collapsed: the themes are in the page but not shown, and the toggle says so
+    toggle = first.locator(":scope > .node-row .toggle")
+    assert toggle.get_attribute("aria-expanded") == "false" and not page.is_visible("#theme-tree li[data-node='3']")
+    assert HOSTILE in toggle.get_attribute("aria-label")
+    page.evaluate("() => document.getElementById('tree-heading').scrollIntoView()")
+    page.screenshot(path=str(ARTIFACTS / "web-tree-collapsed.png"))
+
+    # from the keyboard: Enter opens the category, Space a theme's sub-themes, Enter again closes the category
+    toggle.focus()
+    page.keyboard.press("Enter")
+    assert toggle.get_attribute("aria-expanded") == "true"
+    themes = first.locator(":scope > ul > li > .node-row .theme-link")
+    assert themes.all_text_contents() == ["Late parcels", "Rude couriers"]
+    assert page.is_visible("#theme-tree li[data-node='3']")
+    assert not page.is_visible("#theme-tree li[data-node='2000001']")
+    assert page.locator("#theme-tree li[data-node='3'] .badge.emerging").count() == 1
+    page.locator("#theme-tree li[data-node='3'] > .node-row .toggle").focus()
+    page.keyboard.press("Space")
+    assert page.locator("#theme-tree li[data-node='3'] > ul .theme-link").all_text_contents() == [
+        "Stuck at customs", "No tracking updates"]  # fmt: skip
+    assert page.is_visible("#theme-tree li[data-node='2000001']")
+    assert page.locator("#theme-tree li[data-node='5'] .toggle").count() == 0  # no sub-themes: nothing to open
+    page.screenshot(path=str(ARTIFACTS / "web-tree-expanded.png"))
+    toggle.focus()
+    page.keyboard.press("Enter")
+    assert toggle.get_attribute("aria-expanded") == "false" and not page.is_visible("#theme-tree li[data-node='3']")
+    # hidden nodes: asked for and shown, flagged, only while "show hidden" is ticked
+    page.check("#show-hidden")
+    page.wait_for_selector("#theme-tree > li[data-node='1000003'] .badge.hidden")
+    assert categories.count() == 3
+    page.uncheck("#show-hidden")
+    page.wait_for_function("() => document.querySelectorAll('#theme-tree > li').length === 2")
+    # the themes table shows names too, never the keyword labels
+    assert page.locator("#themes-table tbody .theme-link").all_text_contents() == ["Runs small", "Late parcels",
+                                                                                   "Rude couriers"]  # fmt: skip
+    assert "kw3" not in page.locator("#themes-table").text_content()
+
+    # a category opens like a theme; its themes are listed; renaming it PATCHes its label, and the tree follows
+    first.locator(":scope > .node-row .theme-link").click()
+    page.wait_for_selector("#theme-view:not([hidden])")
+    assert page.text_content("#theme-title") == HOSTILE
+    assert page.locator("#node-children .theme-link").all_text_contents() == ["Late parcels", "Rude couriers"]
+    assert page.text_content("#node-children-heading") == "Themes in this category"
+    assert page.locator("#theme-view img, #theme-view i").count() == 0
+    assert page.locator("#merge-select option").all_text_contents() == ["Fit and sizing (80)"]  # same level only
+    page.fill("#rename", "Delivery <b>woes</b>")
+    page.click("#rename-form button[type=submit]")
+    page.wait_for_function("() => document.getElementById('edit-status').textContent === 'Renamed.'")
+    assert stub.patches == [(1_000_001, {"label": "Delivery <b>woes</b>"})]
+    assert page.text_content("#theme-title") == "Delivery <b>woes</b>"
+    page.screenshot(path=str(ARTIFACTS / "web-tree-category.png"))
+    page.locator("#node-children .theme-link").first.click()  # a theme of it: its path names the category
+    page.wait_for_function("() => document.getElementById('theme-title').textContent === 'Late parcels'")
+    assert page.text_content("#node-path") == "In category Delivery <b>woes</b>"
+    assert page.locator("#node-children .theme-link").all_text_contents() == ["Stuck at customs", "No tracking updates"]
+    page.click("#back")
+    assert categories.first.locator(":scope > .node-row .theme-link").text_content() == "Delivery <b>woes</b>"
+    assert page.locator("#explorer b").count() == 0
     assert not errors, errors
 
 

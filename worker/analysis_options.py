@@ -10,9 +10,9 @@ from typing import Any
 
 from service.settings import Settings
 from worker.pipeline.analyze import AnalysisOptions
-from worker.pipeline.levels import LevelOptions
 from worker.pipeline.smooth import SmoothOptions
 from worker.pipeline.spans import SpanOptions
+from worker.pipeline.tree import TreeOptions
 
 #: Packaged reviews that calibrate static int8 quantization (``embedding_quantize=int8`` with OpenVINO).
 CALIBRATION_CSV = Path(str(files("service") / "sample" / "shop_feedback.csv"))
@@ -32,6 +32,6 @@ def from_settings(settings: Settings, **overrides: Any) -> AnalysisOptions:
         calibration_csv=CALIBRATION_CSV,
         spans=SpanOptions(enabled=settings.spans),
         smoothing=SmoothOptions(n_neighbors=settings.smoothing_neighbors, weight=settings.smoothing_weight),
-        levels=LevelOptions() if settings.theme_levels else None,
+        tree=TreeOptions(sub_themes=settings.theme_levels),
     )
     return replace(options, **{k: v for k, v in overrides.items() if v is not None})

@@ -26,12 +26,13 @@ from service.problems import problem
 from service.settings import get_settings
 from service.storage.derived import refresh_derived
 from service.storage.embeddings import DatabaseEmbeddingCache
-from service.storage.models import Document, DocumentTheme, Job, Project, SpanTheme, ThemeGroupRow, ThemeRow, utcnow
+from service.storage.models import Document, DocumentTheme, Job, Project, SpanTheme, ThemeRow, utcnow
 from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
 from worker.analysis_options import from_settings
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
 from worker.pipeline.spans import Spans, cuts_comments, split_spans
+from worker.pipeline.tree import LEVEL_CATEGORY, LEVEL_SUB_THEME, LEVEL_THEME
 
 STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
               "themes": (0.90, 1.0)}  # fmt: skip
@@ -249,9 +250,10 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
         project_id, previous_job, previous_sae = project.id, project.current_job_id, project.sae_path
         counts = dict(job.counts or {})
     docs = project_documents(project_id)
+    previous_nodes = previous_memberships(previous_job, docs["id"].to_numpy()) if previous_job else None
     # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
     result = analyze(docs, from_settings(settings), progress=job_progress(job_id), cache=DatabaseEmbeddingCache(),
-                     previous_sae=previous_sae)  # fmt: skip
+                     previous_sae=previous_sae, previous_nodes=previous_nodes)  # fmt: skip
     for stage in ("sentiment", "train", "themes"):
         observe_stage(stage, result.seconds[stage])
     store_sentiment(docs, result.documents)
@@ -260,47 +262,71 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
     counts.update({"project_documents": len(docs), "re_embedded": result.counts["embedded"],
                    "spans": result.counts["spans"]})  # fmt: skip
     result.document["metadata"]["counts"] = counts
-    store_results(job_id, project_id, previous_job, result.document, result.themes, result.documents, str(sae_dir),
+    store_results(job_id, project_id, previous_job, result.document, result.nodes, result.documents, str(sae_dir),
                   counts, owner, spans=result.spans)  # fmt: skip
-    log.info("job %s succeeded: %d comments, %d themes", job_id, len(docs), len(result.document["themes"]))
+    log.info("job %s succeeded: %d comments, %d categories, %d themes, %d sub-themes", job_id, len(docs),
+             len(result.document.get("categories", [])), len(result.document["themes"]),
+             len(result.document.get("sub_themes", [])))  # fmt: skip
     return result.document["metadata"]
+
+
+def previous_memberships(previous_job: str, document_ids: np.ndarray) -> dict[int, np.ndarray]:
+    """The previous job's categories and sub-themes: node id → the row positions (in ``document_ids``, the analysed
+    documents' database ids in order) of its member comments, for the analysis to keep their ids where they match.
+    Comments since removed or replaced are left out."""
+    position = pd.Series(np.arange(len(document_ids)), index=document_ids)
+    with session_scope() as session:
+        rows = session.execute(
+            select(DocumentTheme.theme_id, DocumentTheme.document_id)
+            .join(ThemeRow, (ThemeRow.job_id == DocumentTheme.job_id) & (ThemeRow.theme_id == DocumentTheme.theme_id))
+            .where(DocumentTheme.job_id == previous_job, ThemeRow.level.in_((LEVEL_CATEGORY, LEVEL_SUB_THEME)))
+        ).all()  # fmt: skip
+    links = pd.DataFrame(rows, columns=["node", "document_id"])
+    links["row"] = links["document_id"].map(position)
+    links = links.dropna(subset=["row"])
+    return {int(node): np.sort(part["row"].to_numpy(dtype=np.int64)) for node, part in links.groupby("node")}
+
+
+def node_records(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node record of a ``themes.json`` object: its categories, themes and sub-themes."""
+    return [*document.get("categories", []), *document["themes"], *document.get("sub_themes", [])]
 
 
 def store_results(job_id: str, project_id: str, previous_job: str | None, document: dict[str, Any],
                   themes: list, docs: pd.DataFrame, sae_dir: str, counts: dict[str, Any],
                   owner: str | None = None, spans: Spans | None = None) -> None:  # fmt: skip
-    """Store themes and memberships of the job (comments and the spans carrying each theme: ``spans`` are the
-    units the themes' rows index, ``None``: the comments themselves), mark new themes, compute impact and trends, make
-    this job the project's current one, and publish the project's report tables (PostgreSQL). One transaction, which
-    ends the job ``succeeded`` only if it is still running (and held by ``owner`` when given): else nothing is
-    stored."""
+    """Store the job's theme tree: every node (categories, themes, sub-themes; ``themes``: the analysis's nodes,
+    ``document``: the ``themes.json`` object) with its first job, memberships of every level, and the spans carrying
+    each theme and sub-theme (``spans`` are the units the nodes' rows index, ``None``: the comments themselves); mark
+    new nodes, compute impact and trends, make this job the project's current one, and publish the project's report
+    tables (PostgreSQL). One transaction, which ends the job ``succeeded`` only if it is still running (and held by
+    ``owner`` when given): else nothing is stored."""
     with session_scope() as session:
         first_seen = dict(
             session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
         ) if previous_job else {}  # fmt: skip
-        session.execute(delete(SpanTheme).where(SpanTheme.job_id == job_id))
-        session.execute(delete(DocumentTheme).where(DocumentTheme.job_id == job_id))
-        session.execute(delete(ThemeRow).where(ThemeRow.job_id == job_id))
+        for table in (SpanTheme, DocumentTheme, ThemeRow):
+            session.execute(delete(table).where(table.job_id == job_id))
         rows = []
-        for record in document["themes"]:
+        for record in node_records(document):
             seen = first_seen.get(record["id"], job_id)
             record["first_seen_job"] = seen
             record["is_new"] = seen == job_id
             rows.append({"job_id": job_id, "theme_id": record["id"], "project_id": project_id, "label": record["label"],
+                         "level": record.get("level", LEVEL_THEME), "parent_id": record.get("parent"),
                          "size": record["size"], "sentiment_mean": record["sentiment"]["mean"],
                          "first_seen_job": seen, "record": record})  # fmt: skip
         if rows:
             session.execute(insert(ThemeRow), rows)
-        session.execute(delete(ThemeGroupRow).where(ThemeGroupRow.job_id == job_id))
-        groups = [{"job_id": job_id, "group_id": g["id"], "size": g["size"], "record": g} for g in document["groups"]]
-        if groups:
-            session.execute(insert(ThemeGroupRow), groups)
         ids = docs["id"].to_numpy()
         links = [{"job_id": job_id, "theme_id": t.id, "document_id": int(ids[m]), "activation": round(float(a), 4)}
                  for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip
         for start in range(0, len(links), 5000):
             session.execute(insert(DocumentTheme), links[start : start + 5000])
-        span_links = span_rows(job_id, themes, ids, spans if spans is not None else Spans.whole(docs["text"].tolist()))
+        # spans of themes and sub-themes: a category's are its themes'
+        carriers = [t for t in themes if getattr(t, "level", LEVEL_THEME) != LEVEL_CATEGORY]
+        units = spans if spans is not None else Spans.whole(docs["text"].tolist())
+        span_links = span_rows(job_id, carriers, ids, units)
         for start in range(0, len(span_links), 5000):
             session.execute(insert(SpanTheme), span_links[start : start + 5000])
         refresh_derived(session, job_id, seed=get_settings().seed)  # impact, trends, emerging, the project's merges
@@ -318,7 +344,8 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
 
 
 def span_rows(job_id: str, themes: list, ids: Any, spans: Spans) -> list[dict[str, Any]]:
-    """The ``span_themes`` rows of the job: each theme's unit rows (span rows of ``spans``) with their activations;
+    """The ``span_themes`` rows of the job: each theme's (or sub-theme's) unit rows (span rows of ``spans``) with their
+    activations;
     ``ids``: the database id of each document row."""
     rows = []
     for t in themes:

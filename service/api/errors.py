@@ -22,7 +22,8 @@ INGEST_STATUS = {"undecodable": 415}
 STORAGE_STATUS: dict[type[StorageError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422,
                                                  InvalidCredentials: 401}  # fmt: skip
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          409: "Conflict", 413: "Upload too large", 415: "Unsupported media type", 422: "Unprocessable content",
+          409: "Conflict", 410: "Gone", 413: "Upload too large", 415: "Unsupported media type",
+          422: "Unprocessable content",
           429: "Too many requests", 500: "Internal server error", 503: "Service unavailable"}  # fmt: skip
 
 

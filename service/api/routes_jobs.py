@@ -1,4 +1,4 @@
-"""``/v1/jobs``: upload feedback (CSV or JSON), poll a job, read the themes as of a job."""
+"""``/v1/jobs``: upload feedback (CSV or JSON), poll a job, read the themes as of a job (its tree: ``routes_tree``)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from service.api import uploads
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.pagination import decode_cursor, next_cursor
-from service.api.schemas import GroupsPage, JobCreated, JobOut, ThemesPage
+from service.api.schemas import JobCreated, JobOut, ThemesPage
 from service.settings import Settings
 from service.storage.jobs import NewJob, create_job, fail_if_stalled, finished_job, job_metadata, requeue_failed_job
 from service.storage.session import session_scope
 from service.storage.tenancy import job_for_tenant
-from service.storage.themes import groups_page, themes_page
+from service.storage.themes import themes_page
 from worker.celery_app import CPU_QUEUE, RUN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -121,20 +121,6 @@ def retry_job(job_id: str, response: Response, tenant: TenantDep, session: Sessi
     enqueue(celery, job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobCreated(id=job.id, status="queued", project_id=job.project_id)
-
-
-@router.get("/{job_id}/groups", response_model=GroupsPage, summary="The theme groups as of this job")
-def get_job_groups(
-    job_id: str,
-    tenant: TenantDep,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
-) -> GroupsPage:
-    job = finished_job(session, tenant, job_id)
-    offset = decode_cursor(cursor)
-    groups, total = groups_page(session, job, offset, limit)
-    return GroupsPage(metadata=job_metadata(job, 0), groups=groups, next_cursor=next_cursor(offset, limit, total))
 
 
 @router.get("/{job_id}/themes", response_model=ThemesPage, summary="The themes as of this job")

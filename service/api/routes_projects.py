@@ -1,6 +1,7 @@
-"""``/v1/projects``: projects, their current themes, a theme's members, edits of themes, trends and figures.
+"""``/v1/projects``: projects, their current themes, a node's members, edits of nodes, trends and figures.
 
-The report tables (CSV, Parquet) are in ``routes_reports``.
+Theme endpoints list themes (level 2); ``/themes/{id}`` (read, edit, merge, members) takes a node of any level. The
+tree is in ``routes_tree``, the report tables (CSV, Parquet) in ``routes_reports``.
 """
 
 from __future__ import annotations
@@ -13,39 +14,43 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import SessionDep, TenantDep
 from service.api.pagination import decode_cursor, next_cursor
-from service.api.schemas import GroupsPage, Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
+from service.api.schemas import Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
 from service.storage.edits import edit_theme, list_edits, merge_themes, unmerge_theme
 from service.storage.jobs import job_metadata
 from service.storage.reporting_schema import EDITED_TABLES, publish_reporting
 from service.storage.stats import project_stats, theme_trends_view
 from service.storage.tenancy import current_job, list_projects, project_for_tenant, project_summary
-from service.storage.themes import groups_page, theme_detail, theme_members, themes_page
+from service.storage.themes import theme_detail, theme_members, themes_page
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
 Limit = Annotated[int, Query(ge=1, le=500)]
-ThemeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A theme's id")]
+ThemeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A node's id: a theme's, a category's or a sub-theme's")]
 Cursor = Annotated[str | None, Query(max_length=40)]
 IncludeHidden = Annotated[bool, Query(description="Include hidden themes (flagged `hidden: true`)")]
 
 
 class ThemeEditIn(BaseModel):
-    """A theme's new label (empty or null: the generated label again) and/or whether it is hidden."""
+    """A node's new name (empty or null: the generated name again; ``label``: the same, its older spelling) and/or
+    whether it is hidden (a hidden node hides its descendants)."""
 
     model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=200)
     label: str | None = Field(None, max_length=200)
     hidden: bool | None = None
 
 
 class MergeIn(BaseModel):
-    """Themes to show as part of this theme from now on (their own ids stay; other themes are untouched)."""
+    """Nodes of this node's level to show as part of it from now on (their own ids stay; other nodes are untouched;
+    another level's: 422 ``merge-across-levels``)."""
 
     model_config = ConfigDict(extra="forbid")
     themes: list[Annotated[int, Field(ge=0, le=MAX_ID)]] = Field(min_length=1, max_length=500)
 
 
 class ThemeEditOut(BaseModel):
-    theme_id: int
+    theme_id: int = Field(description="the node's id")
+    name: str | None
     label: str | None
     hidden: bool
     merged_into: int | None
@@ -94,16 +99,6 @@ def get_project_themes(
     offset = decode_cursor(cursor)
     themes, total = themes_page(session, job, sort, order, offset, limit, include_hidden)
     return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))
-
-
-@router.get("/{project_id}/groups", response_model=GroupsPage, summary="The project's current theme groups")
-def get_project_groups(
-    project_id: str, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
-) -> GroupsPage:
-    job = current_job(session, tenant, project_id)
-    offset = decode_cursor(cursor)
-    groups, total = groups_page(session, job, offset, limit)
-    return GroupsPage(metadata=job_metadata(job, 0), groups=groups, next_cursor=next_cursor(offset, limit, total))
 
 
 @router.get("/{project_id}/themes/{theme_id}", response_model=ThemeDetail, summary="A theme with its member comments")
@@ -155,8 +150,10 @@ def get_edits(project_id: str, tenant: TenantDep, session: SessionDep) -> list[d
 
 
 @router.get("/{project_id}/trends", response_model=TrendsOut, summary="Each theme's comments and share per period")
-def get_trends(project_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return theme_trends_view(session, current_job(session, tenant, project_id))
+def get_trends(project_id: str, tenant: TenantDep, session: SessionDep,
+               level: Annotated[int, Query(ge=1, le=3, description="1: categories, 2: themes, 3: sub-themes")] = 2,
+               ) -> dict[str, Any]:  # fmt: skip
+    return theme_trends_view(session, current_job(session, tenant, project_id), (level,))
 
 
 @router.get("/{project_id}/stats", response_model=StatsOut, summary="Comments by sentiment, and ratings")

@@ -3,7 +3,7 @@
 tools that only take a URL. Report tokens expire, are listed and revoked one by one, and die with the API key that
 made them.
 
-Columns: ``worker.pipeline.output.REPORT_COLUMNS`` (schema version 2, sent as ``X-Report-Schema-Version``;
+Columns: ``worker.pipeline.output.REPORT_COLUMNS`` (schema version 3, sent as ``X-Report-Schema-Version``;
 docs/bi.md).
 """
 
@@ -49,7 +49,7 @@ from worker.pipeline.csv_cells import safe_cell
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
 ReportName = Literal["themes", "document_themes", "span_themes", "documents", "theme_trends", "theme_impact",
-                     "theme_groups"]  # fmt: skip
+                     "theme_tree", "document_nodes"]  # fmt: skip
 TokenQuery = Annotated[str | None, Query(max_length=100, description="A report token (instead of X-API-Key)")]
 
 

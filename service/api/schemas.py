@@ -97,16 +97,22 @@ class Example(StoredRecord):
 
 
 class ThemeRecord(StoredRecord):
-    """A theme (or a theme group) in the ``themes.json`` schema, with what the service adds (``first_seen_job``,
-    ``is_new``, ``impact``, ``emerging``, ``merged``, ``hidden``, ``original_label``; a group's ``level``, ``kind``,
-    ``themes``). Fields a record stored by an older version lacks are left out."""
+    """A node of the theme tree (a category, theme or sub-theme) in the ``themes.json`` schema, with what the service
+    adds (``first_seen_job``, ``is_new``, ``impact``, ``emerging``, ``merged``, ``hidden``, ``original_name`` and
+    ``original_label``). Fields a record stored by an older version lacks are left out."""
 
-    id: int
-    label: str
+    id: int = Field(description="node id: a theme's is its SAE feature (< 100000), a category's 1000001…, a "
+                    "sub-theme's 2000001…")  # fmt: skip
+    level: int | None = Field(None, description="1: category, 2: theme, 3: sub-theme")
+    parent: int | None = Field(None, description="the parent node's id (null for a category)")
+    children: list[int] | None = Field(None, description="the child nodes' ids (a category's themes, a theme's "
+                                       "sub-themes)")  # fmt: skip
+    name: str | None = Field(None, description="a short phrase naming the node (as shown: renamed if renamed)")
+    label: str = Field(description="the same as name (kept for older readers)")
     keywords: list[str] = []
     size: int = Field(0, description="comments")
     share: float = Field(0.0, description="of all comments")
-    span_count: int | None = Field(None, description="spans (sentences) carrying the theme; absent in results "
+    span_count: int | None = Field(None, description="spans (sentences) carrying the node; absent in results "
                                    "stored before spans were counted")  # fmt: skip
     sentiment: dict[str, Any] = {}
     rating: dict[str, Any] | None = None
@@ -116,20 +122,49 @@ class ThemeRecord(StoredRecord):
 
 
 class ThemesPage(BaseModel):
-    """The ``themes.json`` schema, one page of themes at a time."""
+    """The ``themes.json`` schema, one page of themes (level 2) at a time."""
 
     metadata: dict[str, Any]
     themes: list[ThemeRecord]
     next_cursor: str | None
 
 
-class GroupsPage(BaseModel):
-    """The ``groups`` of ``themes.json``, one page at a time: broader subjects and sub-themes (``kind``: ``union``,
-    ``broader`` or ``sub_theme``), each listing the ids of the themes it spans."""
+class TreeNode(BaseModel):
+    """A node of the compact tree, with its shown children nested."""
+
+    id: int
+    level: int = Field(description="1: category, 2: theme, 3: sub-theme")
+    name: str
+    keywords: list[str] = Field(description="the first five")
+    size: int = Field(description="comments")
+    share: float = Field(description="of all comments")
+    sentiment_mean: float | None
+    rating_mean: float | None
+    emerging: bool = False
+    hidden: bool | None = Field(None, description="with include_hidden only")
+    children: list[TreeNode] = []
+
+    @model_serializer(mode="wrap")
+    def _without_unset_hidden(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if self.hidden is None:
+            data.pop("hidden", None)
+        return data
+
+
+class TreePage(BaseModel):
+    """The theme tree as shown: categories (largest first), each with its themes, each with its sub-themes."""
 
     metadata: dict[str, Any]
-    groups: list[ThemeRecord]
-    next_cursor: str | None
+    categories: list[TreeNode]
+
+
+class NodeChildren(BaseModel):
+    """A node's shown children (full records, largest first)."""
+
+    metadata: dict[str, Any]
+    node_id: int
+    children: list[ThemeRecord]
 
 
 class MemberSpan(BaseModel):

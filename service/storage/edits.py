@@ -1,4 +1,5 @@
-"""A project's edits of its themes: rename, hide/show, merge, unmerge (kept for the project, across jobs)."""
+"""A project's edits of its theme tree's nodes (any level): rename, hide/show, merge within a level, unmerge (kept
+for the project, across jobs: node ids are stable)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from sqlalchemy.orm import Session
 
 from service.storage.derived import refresh_derived
 from service.storage.errors import Conflict, InvalidInput
-from service.storage.models import Job, ThemeEdit
+from service.storage.models import LEVEL_CATEGORY, LEVEL_SUB_THEME, LEVEL_THEME, Job, ThemeEdit
 from service.storage.theme_view import job_view, project_edits
 from service.storage.themes import theme_detail, theme_row
+
+LEVEL_NAMES = {LEVEL_CATEGORY: "a category", LEVEL_THEME: "a theme", LEVEL_SUB_THEME: "a sub-theme"}
 
 
 def _edit(session: Session, project_id: str, theme_id: int) -> ThemeEdit:
@@ -22,12 +25,15 @@ def _edit(session: Session, project_id: str, theme_id: int) -> ThemeEdit:
 
 
 def edit_theme(session: Session, job: Job, theme_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    """Rename (``label``; empty → the generated label again) and/or hide/show (``hidden``) a theme."""
+    """Rename (``name`` or its older spelling ``label``; empty → the generated name again) and/or hide/show
+    (``hidden``; a hidden node hides its descendants) a node of any level."""
     theme_detail(session, job, theme_id)  # NotFound when absent or merged away
+    names = {(changes[k] or "").strip() for k in ("name", "label") if k in changes}
+    if len(names) > 1:
+        raise InvalidInput("name and label are the same thing: send one of them", "name-and-label-differ")
     edit = _edit(session, job.project_id, theme_id)
-    if "label" in changes:
-        label = (changes["label"] or "").strip()
-        edit.label = label or None
+    if names:
+        edit.label = names.pop() or None
     if "hidden" in changes and changes["hidden"] is not None:
         edit.hidden = bool(changes["hidden"])
     session.flush()
@@ -35,10 +41,14 @@ def edit_theme(session: Session, job: Job, theme_id: int, changes: dict[str, Any
 
 
 def merge_themes(session: Session, job: Job, target: int, sources: list[int]) -> dict[str, Any]:
-    """Show ``sources`` as part of ``target`` from now on (their ids stay theirs; other themes are untouched)."""
+    """Show ``sources`` as part of ``target`` from now on (their ids stay theirs; other nodes are untouched). Nodes
+    of different levels cannot be merged."""
     view = job_view(session, job)
-    for theme in (target, *sources):
-        theme_row(session, job.id, theme)
+    levels = {theme: theme_row(session, job.id, theme).level for theme in (target, *sources)}
+    if across := sorted(t for t in sources if levels[t] != levels[target]):
+        raise InvalidInput(f"theme {target} is of level {levels[target]} ({LEVEL_NAMES.get(levels[target])}) but "
+                           f"{', '.join(f'{t} is of level {levels[t]}' for t in across)}: only nodes of one level "
+                           "can be merged", "merge-across-levels")  # fmt: skip
     if view.root_of[target] != target:
         raise Conflict(f"theme {target} is merged into theme {view.root_of[target]}; merge into that one",
                        "theme-merged")  # fmt: skip
@@ -52,7 +62,7 @@ def merge_themes(session: Session, job: Job, target: int, sources: list[int]) ->
 
 
 def unmerge_theme(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
-    """Show a merged theme on its own again."""
+    """Show a merged node on its own again."""
     theme_row(session, job.id, theme_id)
     edit = session.get(ThemeEdit, (job.project_id, theme_id))
     if edit is None or edit.merged_into is None:
@@ -64,6 +74,6 @@ def unmerge_theme(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
 
 
 def list_edits(session: Session, project_id: str) -> list[dict[str, Any]]:
-    return [{"theme_id": e.theme_id, "label": e.label, "hidden": e.hidden, "merged_into": e.merged_into,
-             "updated_at": e.updated_at} for e in sorted(project_edits(session, project_id).values(),
-                                                         key=lambda e: e.theme_id)]  # fmt: skip
+    edits = sorted(project_edits(session, project_id).values(), key=lambda e: e.theme_id)
+    return [{"theme_id": e.theme_id, "name": e.label, "label": e.label, "hidden": e.hidden,
+             "merged_into": e.merged_into, "updated_at": e.updated_at} for e in edits]  # fmt: skip

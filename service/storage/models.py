@@ -124,33 +124,37 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# ThemeRow.level: the levels of the theme tree, as worker.pipeline.tree numbers them (a copy: storage never loads the
+# tree stage, which trains an SAE; tests/test_tree_storage.py checks that they agree)
+LEVEL_CATEGORY, LEVEL_THEME, LEVEL_SUB_THEME = 1, 2, 3
+LEVELS = (LEVEL_CATEGORY, LEVEL_THEME, LEVEL_SUB_THEME)
+
+
 class ThemeRow(Base):
+    """A node of a job's theme tree: a category (level 1), a theme (level 2, its id an SAE feature) or a sub-theme
+    (level 3); ``theme_id`` is the node id (id ranges: ``worker.pipeline.tree``), ``parent_id`` its parent's."""
+
     __tablename__ = "themes"
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[str] = mapped_column(String(32), index=True)
+    level: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    parent_id: Mapped[int | None] = mapped_column(Integer, default=None)
     label: Mapped[str] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
     sentiment_mean: Mapped[float] = mapped_column(Float)
     first_seen_job: Mapped[str] = mapped_column(String(32))
-    record: Mapped[dict[str, Any]] = mapped_column()  # the theme in the themes.json schema
+    record: Mapped[dict[str, Any]] = mapped_column()  # the node in the themes.json schema
     # After the project's edits and the impact/trend analysis (see derived.refresh_derived): impact, emerging and,
     # for a theme that others were merged into, its merged size, sentiment, rating, examples; {"merged_into": id} for
     # a theme merged into another. ``size`` and ``sentiment_mean`` above follow it (they order the lists).
     derived: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
-class ThemeGroupRow(Base):
-    """A theme group of a job (``themes.json`` ``groups``): recomputed by each analysis, its id holds in its job only."""
-
-    __tablename__ = "theme_groups"
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    size: Mapped[int] = mapped_column(Integer)
-    record: Mapped[dict[str, Any]] = mapped_column()  # the group in the themes.json schema
-
-
 class DocumentTheme(Base):
+    """A comment's membership of a node of every level (a category's: the union of its themes' members, the highest
+    activation)."""
+
     __tablename__ = "document_themes"
     __table_args__ = (Index("ix_document_themes_job_theme", "job_id", "theme_id", "activation"),)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
@@ -160,8 +164,9 @@ class DocumentTheme(Base):
 
 
 class SpanTheme(Base):
-    """A span (sentence) of a comment that carries a theme: its index in the comment, its character offsets
-    ``[span_start, span_end)`` in the comment's text, and its activation (``document_themes`` holds the comment's)."""
+    """A span (sentence) of a comment that carries a theme or a sub-theme (a category's spans are its themes'): its
+    index in the comment, its character offsets ``[span_start, span_end)`` in the comment's text, and its activation
+    (``document_themes`` holds the comment's)."""
 
     __tablename__ = "span_themes"
     __table_args__ = (Index("ix_span_themes_job_theme", "job_id", "theme_id", "activation"),)
@@ -175,7 +180,8 @@ class SpanTheme(Base):
 
 
 class ThemeEdit(Base):
-    """A person's edit of a theme, kept per project across jobs: a new label, hidden, or merged into another theme."""
+    """A person's edit of a node (``theme_id``: its id, any level), kept per project across jobs: a new name (column
+    ``label``), hidden, or merged into another node of its level."""
 
     __tablename__ = "theme_edits"
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
@@ -187,7 +193,7 @@ class ThemeEdit(Base):
 
 
 class ThemeTrendRow(Base):
-    """A theme's comments and share in one period (day, week or month), per job."""
+    """A node's comments and share in one period (day, week or month), per job."""
 
     __tablename__ = "theme_trends"
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)

@@ -16,8 +16,9 @@ from service.storage.report_tables import BATCH, SCHEMA_VERSION, columns, report
 from worker.pipeline.output import REPORT_COLUMNS
 
 log = logging.getLogger(__name__)
-# the tables a theme edit changes
-EDITED_TABLES = ("themes", "document_themes", "span_themes", "theme_trends", "theme_impact")
+# the tables an edit of a node changes
+EDITED_TABLES = ("themes", "document_themes", "span_themes", "theme_trends", "theme_impact", "theme_tree",
+                 "document_nodes")  # fmt: skip
 
 
 def publish_reporting(session: Session, project_id: str, tables: tuple[str, ...] | None = None) -> bool:

@@ -1,4 +1,4 @@
-"""Overview figures: each shown theme's trend series, and a project's comments by sentiment and rating."""
+"""Overview figures: each shown node's trend series, and a project's comments by sentiment and rating."""
 
 from __future__ import annotations
 
@@ -7,20 +7,22 @@ from typing import Any
 from sqlalchemy import Integer, case, func, select
 from sqlalchemy.orm import Session
 
-from service.storage.models import Document, Job, Project, ThemeTrendRow
+from service.storage.models import LEVEL_THEME, Document, Job, Project, ThemeTrendRow
 from service.storage.theme_view import job_view
 
 
-def theme_trends_view(session: Session, job: Job) -> dict[str, Any]:
-    """Trends of the shown themes (hidden ones included, flagged) as parallel series."""
+def theme_trends_view(session: Session, job: Job, levels: tuple[int, ...] = (LEVEL_THEME,)) -> dict[str, Any]:
+    """Trends of the shown nodes of ``levels`` (themes by default; hidden ones included) as parallel series."""
     view = job_view(session, job)
+    shown = [n for n in view.roots if view.level_of.get(n, LEVEL_THEME) in levels]
     rows = session.execute(select(ThemeTrendRow).where(ThemeTrendRow.job_id == job.id, ThemeTrendRow.theme_id.in_(
-        view.roots)).order_by(ThemeTrendRow.theme_id, ThemeTrendRow.period_start)).scalars().all()  # fmt: skip
+        shown)).order_by(ThemeTrendRow.theme_id, ThemeTrendRow.period_start)).scalars().all()  # fmt: skip
     periods = sorted({r.period_start for r in rows})
     totals = {r.period_start: r.period_documents for r in rows}
     series: dict[int, dict[str, Any]] = {}
     for r in rows:
-        entry = series.setdefault(r.theme_id, {"theme_id": r.theme_id, "counts": [], "shares": []})
+        entry = series.setdefault(r.theme_id, {"theme_id": r.theme_id, "level": view.level_of.get(r.theme_id),
+                                               "counts": [], "shares": []})  # fmt: skip
         entry["counts"].append(r.documents)
         entry["shares"].append(r.share)
     return {"period": rows[0].period if rows else None, "periods": [p.isoformat() for p in periods],

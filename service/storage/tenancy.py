@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.storage.errors import Conflict, NotFound
-from service.storage.models import Document, Job, Project, ThemeRow
+from service.storage.models import LEVEL_THEME, Document, Job, Project, ThemeRow
 
 
 def job_for_tenant(session: Session, tenant_id: str, job_id: str) -> Job:
@@ -38,7 +38,8 @@ def project_summary(session: Session, project: Project) -> dict[str, Any]:
     n_jobs = session.scalar(select(func.count()).select_from(Job).where(Job.project_id == project.id))
     n_themes = 0
     if project.current_job_id:
-        n_themes = session.scalar(select(func.count()).select_from(ThemeRow).where(ThemeRow.job_id == project.current_job_id))
+        themes = (ThemeRow.job_id == project.current_job_id, ThemeRow.level == LEVEL_THEME)
+        n_themes = session.scalar(select(func.count()).select_from(ThemeRow).where(*themes))
     return {"id": project.id, "name": project.name, "created_at": project.created_at,
             "current_job_id": project.current_job_id, "n_documents": n_docs or 0, "n_themes": n_themes or 0,
             "jobs": n_jobs or 0}  # fmt: skip

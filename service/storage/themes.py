@@ -1,4 +1,4 @@
-"""Reading a job's themes (edits applied), a theme's member comments, and the theme groups."""
+"""Reading a job's theme tree (edits applied): its themes, any node, a node's children and member comments."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.storage.errors import NotFound
-from service.storage.models import Document, DocumentTheme, Job, SpanTheme, ThemeGroupRow, ThemeRow
-from service.storage.theme_view import job_view
+from service.storage.models import LEVEL_CATEGORY, LEVEL_THEME, Document, DocumentTheme, Job, SpanTheme, ThemeRow
+from service.storage.theme_view import JobView, job_view
 
 THEME_SORTS = {"size": ThemeRow.size, "sentiment": ThemeRow.sentiment_mean}
+TREE_KEYWORDS = 5  # keywords per node in the compact tree
 
 
 def themes_page(session: Session, job: Job, sort: str, order: str, offset: int, limit: int,
                 include_hidden: bool = False) -> tuple[list[dict], int]:  # fmt: skip
-    """A page of the job's themes in the themes.json schema, with the project's edits applied."""
+    """A page of the job's themes (level 2) in the themes.json schema, with the project's edits applied."""
     view = job_view(session, job)
     column = THEME_SORTS[sort]
     ordering = (column.desc() if order == "desc" else column.asc(), ThemeRow.theme_id.asc())
-    shown = view.roots if include_hidden else view.visible
+    shown = view.at_level(LEVEL_THEME, view.roots if include_hidden else view.visible)
     base = select(ThemeRow).where(ThemeRow.job_id == job.id, ThemeRow.theme_id.in_(shown))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = session.scalars(base.order_by(*ordering).offset(offset).limit(limit)).all()
@@ -34,9 +35,10 @@ def theme_row(session: Session, job_id: str, theme_id: int) -> ThemeRow:
     return row
 
 
-def theme_detail(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
-    """One theme as shown (edits applied); a theme merged into another is not found, naming where it went."""
-    view = job_view(session, job)
+def theme_detail(session: Session, job: Job, theme_id: int, view: JobView | None = None) -> dict[str, Any]:
+    """One node of any level as shown (edits applied); a node merged into another is not found, naming where it
+    went."""
+    view = view or job_view(session, job)
     row = theme_row(session, job.id, theme_id)
     root = view.root_of.get(theme_id, theme_id)
     if root != theme_id:
@@ -44,12 +46,66 @@ def theme_detail(session: Session, job: Job, theme_id: int) -> dict[str, Any]:
     return view.record(row)
 
 
+def node_children(session: Session, job: Job, node_id: int, include_hidden: bool = False) -> list[dict[str, Any]]:
+    """The shown children of a node (full records, largest first); hidden ones only with ``include_hidden``."""
+    view = job_view(session, job)
+    theme_detail(session, job, node_id, view)
+    shown = set(view.roots if include_hidden else view.visible)
+    children = [c for c in view.shown_children(node_id) if c in shown]
+    rows = session.scalars(select(ThemeRow).where(ThemeRow.job_id == job.id, ThemeRow.theme_id.in_(children))
+                           .order_by(ThemeRow.size.desc(), ThemeRow.theme_id)).all()  # fmt: skip
+    return [view.record(row) for row in rows]
+
+
+def theme_tree(session: Session, job: Job, include_hidden: bool = False) -> list[dict[str, Any]]:
+    """The shown tree, nested: categories (largest first) with their themes with their sub-themes, compact nodes.
+    A node whose parent the job lacks (results stored without a tree) is listed at the top."""
+    view = job_view(session, job)
+    shown = view.roots if include_hidden else view.visible
+    rows = {r.theme_id: r for r in session.scalars(select(ThemeRow).where(ThemeRow.job_id == job.id,
+                                                                          ThemeRow.theme_id.in_(shown)))}  # fmt: skip
+    records = {node: view.record(row) for node, row in rows.items()}
+
+    def order(nodes: list[int]) -> list[int]:
+        return sorted((n for n in nodes if n in records), key=lambda n: (-records[n]["size"], n))
+
+    def nested(node: int, seen: frozenset[int]) -> dict[str, Any]:
+        below = [c for c in order(view.shown_children(node)) if c not in seen]
+        return {**compact_node(records[node], include_hidden), "children": [nested(c, seen | {c}) for c in below]}
+
+    tops = [n for n in records if view.shown_parent(n) not in records]
+    tops.sort(key=lambda n: (view.level_of.get(n, LEVEL_THEME) != LEVEL_CATEGORY, -records[n]["size"], n))
+    return [nested(n, frozenset({n})) for n in tops]
+
+
+def compact_node(record: dict[str, Any], with_hidden: bool = False) -> dict[str, Any]:
+    """A node's fields in the compact tree."""
+    rating = record.get("rating") or {}
+    node = {"id": record["id"], "level": record["level"], "name": record["name"],
+            "keywords": list(record.get("keywords", []))[:TREE_KEYWORDS], "size": record["size"],
+            "share": record["share"], "sentiment_mean": (record.get("sentiment") or {}).get("mean"),
+            "rating_mean": rating.get("mean"), "emerging": bool(record.get("emerging"))}  # fmt: skip
+    if with_hidden:
+        node["hidden"] = record["hidden"]
+    return node
+
+
+def span_nodes(view: JobView, nodes: list[int]) -> list[int]:
+    """The nodes whose span rows carry ``nodes`` (of one level): a category's are its themes (every theme stored
+    under it or under a category merged into it), a theme's or sub-theme's its own."""
+    if not nodes or view.level_of.get(nodes[0], LEVEL_THEME) != LEVEL_CATEGORY:
+        return nodes
+    under = set(nodes)
+    return sorted(t for t, parent in view.parent_of.items() if parent in under)
+
+
 def theme_members(session: Session, job_id: str, theme_id: int, offset: int, limit: int) -> tuple[list[dict], int]:
-    """Member comments of a theme (of every theme merged into it), highest activation first, each with the spans
-    that carry the theme (``spans``: index, character offsets, activation; in comment order; empty for a job stored
-    without span rows)."""
+    """Member comments of a node (of every node merged into it), highest activation first, each with the spans
+    that carry it (``spans``: index, character offsets, activation; in comment order; a category's: those carrying
+    its themes; empty for a job stored without span rows)."""
     job = session.get(Job, job_id)
-    group = job_view(session, job).groups.get(theme_id, [theme_id])
+    view = job_view(session, job)
+    group = view.groups.get(theme_id, [theme_id])
     where = (DocumentTheme.job_id == job_id, DocumentTheme.theme_id.in_(group))
     total = session.scalar(select(func.count(func.distinct(DocumentTheme.document_id))).where(*where)) or 0
     activation = func.max(DocumentTheme.activation).label("activation")
@@ -63,7 +119,7 @@ def theme_members(session: Session, job_id: str, theme_id: int, offset: int, lim
         .order_by(activation.desc(), Document.id)
         .offset(offset).limit(limit)
     ).all()  # fmt: skip
-    spans = member_spans(session, job_id, group, [row.id for row in rows])
+    spans = member_spans(session, job_id, span_nodes(view, group), [row.id for row in rows])
     members = []
     for row in rows:
         member = dict(row._mapping)
@@ -75,7 +131,7 @@ def theme_members(session: Session, job_id: str, theme_id: int, offset: int, lim
 def member_spans(session: Session, job_id: str, themes: list[int], document_ids: list[int]) -> dict[int, list[dict]]:
     """Per document, the spans carrying any of ``themes`` in the job (a span carrying several: once, with its highest
     activation), in comment order."""
-    if not document_ids:
+    if not document_ids or not themes:
         return {}
     activation = func.max(SpanTheme.activation).label("activation")
     query = (select(SpanTheme.document_id, SpanTheme.span_index, SpanTheme.span_start, SpanTheme.span_end, activation)
@@ -87,12 +143,3 @@ def member_spans(session: Session, job_id: str, themes: list[int], document_ids:
     for document_id, index, start, end, value in session.execute(query):
         out.setdefault(document_id, []).append({"index": index, "start": start, "end": end, "activation": value})
     return out
-
-
-def groups_page(session: Session, job: Job, offset: int, limit: int) -> tuple[list[dict], int]:
-    """A page of the job's theme groups (largest first) in the themes.json schema. Groups come from the analysis:
-    a theme renamed, hidden or merged later keeps its place in them."""
-    base = select(ThemeGroupRow.record).where(ThemeGroupRow.job_id == job.id)
-    total = session.scalar(select(func.count()).select_from(ThemeGroupRow).where(ThemeGroupRow.job_id == job.id)) or 0
-    order = (ThemeGroupRow.size.desc(), ThemeGroupRow.group_id.asc())
-    return list(session.scalars(base.order_by(*order).offset(offset).limit(limit))), total

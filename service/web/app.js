@@ -3,13 +3,16 @@
 // createTextNode, attribute values); nothing is ever parsed as HTML.
 "use strict";
 
-const REPORTS = ["themes", "document_themes", "span_themes", "documents", "theme_trends", "theme_impact", "theme_groups"];
+const REPORTS = ["themes", "theme_tree", "document_themes", "document_nodes", "span_themes", "documents", "theme_trends",
+  "theme_impact"];
 const COLOURS = ["#0b57d0", "#c5221f", "#137333", "#b06000", "#8430ce", "#007b83", "#d01884", "#5f6368"];
 const state = {
   key: sessionStorage.getItem("ft-key") || "",
   project: null,
   themes: [],
-  groups: [],
+  tree: [], // the categories, each with its themes (children), each with its sub-themes (children)
+  nodes: new Map(), // node id → {node, parent} over the whole tree
+  expanded: new Set(), // ids of the tree nodes shown open
   trends: null,
   sort: { key: "size", dir: -1 },
   theme: null,
@@ -231,24 +234,24 @@ async function openProject(projectId) {
   state.project = projectId;
   $("project").value = projectId;
   try {
-    const [project, page, trends, stats, groups] = await Promise.all([
+    if (state.expandedFor !== projectId) { state.expanded = new Set(); state.expandedFor = projectId; }
+    const [project, page, trends, stats] = await Promise.all([
       api(`/v1/projects/${projectId}`),
       api(`/v1/projects/${projectId}/themes?limit=500&include_hidden=true`),
       api(`/v1/projects/${projectId}/trends`),
       api(`/v1/projects/${projectId}/stats`),
-      api(`/v1/projects/${projectId}/groups?limit=500`),
+      loadTree(),
     ]);
     state.themes = page.themes;
-    state.groups = groups.groups;
     state.trends = trends;
     state.stats = stats;
     $("project-summary").textContent =
-      `${project.name || project.id}: ${project.n_documents} comments, ${project.n_themes} themes` +
-      (trends.period ? `, trends by ${trends.period}.` : ", no dates (no trends).");
+      `${project.name || project.id}: ${project.n_documents} comments, ${state.tree.length} categories, ` +
+      `${project.n_themes} themes` + (trends.period ? `, trends by ${trends.period}.` : ", no dates (no trends).");
     $("explorer").hidden = false;
     $("theme-view").hidden = true;
     renderThemes();
-    renderGroups();
+    renderTree();
     renderCharts();
     renderDownloads();
   } catch (error) {
@@ -256,12 +259,17 @@ async function openProject(projectId) {
   }
 }
 
+// A node's name: the short phrase the analysis gave it, or the one a user renamed it to (older records: the label).
+const nameOf = (node) => node.name || node.label || `theme ${node.id}`;
+const LEVEL_NOUNS = { 1: "category", 2: "theme", 3: "sub-theme" };
+const levelNoun = (node) => LEVEL_NOUNS[node.level] || "theme";
+
 // Below this cohesion a theme is marked loose (docs/benchmarks.md: such themes recur in another run far less often).
 const LOOSE_COHESION = 0.4;
 
 function sortValue(theme, key) {
   switch (key) {
-    case "label": return theme.label.toLowerCase();
+    case "name": return nameOf(theme).toLowerCase();
     case "sentiment": return theme.sentiment.mean;
     case "rating": return theme.rating ? theme.rating.mean : -Infinity;
     case "impact": return theme.impact ? theme.impact.coef : -Infinity;
@@ -274,7 +282,7 @@ function visibleThemes() {
   const showHidden = $("show-hidden").checked;
   return state.themes
     .filter((t) => showHidden || !t.hidden)
-    .filter((t) => !query || t.label.toLowerCase().includes(query) || t.keywords.some((k) => k.toLowerCase().includes(query)))
+    .filter((t) => !query || nameOf(t).toLowerCase().includes(query) || t.keywords.some((k) => k.toLowerCase().includes(query)))
     .sort((a, b) => {
       const x = sortValue(a, state.sort.key), y = sortValue(b, state.sort.key);
       return (x < y ? -1 : x > y ? 1 : a.id - b.id) * state.sort.dir;
@@ -323,7 +331,7 @@ function renderThemes() {
     th.setAttribute("aria-sort", th.dataset.key === state.sort.key ? (state.sort.dir > 0 ? "ascending" : "descending") : "none");
   }
   const rows = visibleThemes().map((t) => {
-    const name = el("td", {}, el("button", { type: "button", class: "theme-link", "data-theme": t.id, text: t.label, onclick: () => openTheme(t.id) }));
+    const name = el("td", {}, el("button", { type: "button", class: "theme-link", "data-theme": t.id, text: nameOf(t), onclick: () => openTheme(t.id) }));
     if (t.emerging) name.append(el("span", { class: "badge emerging", title: `emerging (${t.emerging_reason})`, text: "▲ emerging" }));
     if (t.hidden) name.append(el("span", { class: "badge hidden", text: "hidden" }));
     if (t.cohesion !== null && t.cohesion !== undefined && t.cohesion < LOOSE_COHESION) {
@@ -342,18 +350,86 @@ function renderThemes() {
   $("themes-table").tBodies[0].replaceChildren(...rows);
 }
 
-function renderGroups() {
-  const labels = new Map(state.themes.map((t) => [t.id, t.label]));
-  const row = (g) => el("tr", { "data-group": g.id, "data-kind": g.kind || "union" },
-    el("td", { text: g.label }),
-    el("td", { class: "num", text: g.size }),
-    el("td", { title: `mean ${signed(g.sentiment.mean)}` }, sentimentBar(g.sentiment)),
-    el("td", {}, ...g.themes.map((id) => el("button", {
-      type: "button", class: "theme-link chip", "data-theme": id, text: labels.get(id) || `theme ${id}`, onclick: () => openTheme(id),
-    }))));
-  const isSub = (g) => g.kind === "sub_theme";
-  $("groups-table").tBodies[0].replaceChildren(...state.groups.filter((g) => !isSub(g)).map(row));
-  $("subthemes-table").tBodies[0].replaceChildren(...state.groups.filter(isSub).map(row));
+// ---------------------------------------------------------------- the theme tree
+
+async function loadTree() {
+  // The tree: categories → themes → sub-themes, nested, each node compact (id, level, name, keywords, size, share,
+  // sentiment_mean, rating_mean, emerging, children). Hidden nodes (flagged `hidden`) only while "show hidden" is ticked.
+  const hidden = $("show-hidden").checked ? "?include_hidden=true" : "";
+  const tree = await api(`/v1/projects/${state.project}/tree${hidden}`);
+  state.tree = tree.categories || [];
+  state.nodes = new Map();
+  const index = (node, parent) => {
+    state.nodes.set(node.id, { node, parent });
+    for (const child of node.children || []) index(child, node);
+  };
+  for (const category of state.tree) index(category, null);
+}
+
+function moodCell(mean) {
+  // The mean sentiment as a bar from the middle (red left, green right) and its value.
+  if (mean === null || mean === undefined) return el("span", { class: "mood", text: "—" });
+  const width = 60, half = width / 2, w = Math.min(1, Math.abs(mean)) * half;
+  const bar = svg("svg", { class: "mood-bar", width, height: 10, viewBox: `0 0 ${width} 10`, "aria-hidden": "true" });
+  bar.append(svg("rect", { class: "track", x: 0, y: 4, width, height: 2 }),
+    svg("rect", { class: mean < 0 ? "negative" : "positive", x: mean < 0 ? half - w : half, y: 0, width: w, height: 10 }),
+    svg("rect", { class: "zero", x: half - 0.5, y: 0, width: 1, height: 10 }));
+  return el("span", { class: "mood", title: `mean sentiment ${signed(mean)}` },
+    el("span", { class: "sr-only", text: "mean sentiment: " }), bar, el("span", { text: signed(mean) }));
+}
+
+function cell(className, text, label) {
+  // One value of a tree row; `label` is read out before it (the column headings are for the eye only).
+  return el("span", { class: className }, el("span", { class: "sr-only", text: `${label}: ` }), text);
+}
+
+let treeItems = 0; // numbers the rendered child lists: ids stay unique even where a node is shown twice
+
+function treeItem(node) {
+  const children = node.children || [];
+  const open = state.expanded.has(node.id);
+  const listId = `node-${node.id}-children-${++treeItems}`;
+  const name = el("span", { class: "node-name" });
+  if (children.length) {
+    const what = node.level === 1 ? "themes" : "sub-themes";
+    name.append(el("button", {
+      type: "button", class: "toggle", "aria-expanded": String(open), "aria-controls": listId,
+      "aria-label": `${children.length} ${what} of ${nameOf(node)}`, title: `Show or hide its ${children.length} ${what}`,
+      text: open ? "▾" : "▸", onclick: (event) => toggleNode(node.id, event.currentTarget),
+    }));
+  } else name.append(el("span", { class: "toggle-space" }));
+  name.append(el("button", { type: "button", class: "theme-link", "data-theme": node.id, text: nameOf(node), onclick: () => openTheme(node.id) }));
+  if (node.emerging) name.append(el("span", { class: "badge emerging", title: "emerging: new, or its share is rising", text: "▲ emerging" }));
+  if (node.hidden) name.append(el("span", { class: "badge hidden", text: "hidden" }));
+  const rating = node.rating_mean;
+  const row = el("div", { class: "node-row", "data-level": node.level },
+    name,
+    el("span", { class: "keywords", title: (node.keywords || []).join(", ") },
+      el("span", { class: "sr-only", text: "keywords: " }), (node.keywords || []).slice(0, 5).join(", ")),
+    cell("num", node.size, "comments"),
+    cell("num", pct(node.share), "share"),
+    moodCell(node.sentiment_mean),
+    cell("num", rating === null || rating === undefined ? "—" : rating.toFixed(2), "mean rating"));
+  const item = el("li", { "data-node": node.id, "data-level": node.level }, row);
+  if (children.length) {
+    const list = el("ul", { id: listId, class: "children" }, ...children.map(treeItem));
+    list.hidden = !open;
+    item.append(list);
+  }
+  return item;
+}
+
+function toggleNode(nodeId, button) {
+  const open = button.getAttribute("aria-expanded") !== "true";
+  if (open) state.expanded.add(nodeId); else state.expanded.delete(nodeId);
+  button.setAttribute("aria-expanded", String(open));
+  button.textContent = open ? "▾" : "▸";
+  $(button.getAttribute("aria-controls")).hidden = !open;
+}
+
+function renderTree() {
+  $("theme-tree").replaceChildren(...state.tree.map(treeItem));
+  $("tree-empty").hidden = state.tree.length > 0;
 }
 
 function chart(id, config) {
@@ -369,7 +445,7 @@ function renderCharts() {
   chart("chart-bubble", {
     type: "bubble",
     data: { datasets: [{ label: "themes", backgroundColor: "rgba(11,87,208,.35)", borderColor: "#0b57d0",
-      data: shown.map((t) => ({ x: t.sentiment.mean, y: t.size, r: 4 + 16 * Math.sqrt(t.size / maxSize), label: t.label })) }] },
+      data: shown.map((t) => ({ x: t.sentiment.mean, y: t.size, r: 4 + 16 * Math.sqrt(t.size / maxSize), label: nameOf(t) })) }] },
     options: {
       animation: false,
       plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.raw.label}: ${c.raw.y} comments, sentiment ${signed(c.raw.x)}` } } },
@@ -380,7 +456,7 @@ function renderCharts() {
   const top = [...shown].sort((a, b) => b.size - a.size).slice(0, 8);
   chart("chart-shares", {
     type: "line",
-    data: { labels: trends.periods, datasets: top.map((t, i) => ({ label: t.label, data: series(t.id).map((v) => v * 100),
+    data: { labels: trends.periods, datasets: top.map((t, i) => ({ label: nameOf(t), data: series(t.id).map((v) => v * 100),
       borderColor: COLOURS[i % COLOURS.length], backgroundColor: COLOURS[i % COLOURS.length], tension: 0.2, pointRadius: 1 })) },
     options: { animation: false, scales: { y: { title: { display: true, text: "% of comments" }, beginAtZero: true } },
       plugins: { legend: { position: "bottom", labels: { boxWidth: 10 } } } },
@@ -532,27 +608,47 @@ async function moreMembers() {
   appendMembers(page.members);
 }
 
+function nodeButton(node) {
+  return el("button", { type: "button", class: "theme-link", "data-theme": node.id, text: nameOf(node), onclick: () => openTheme(node.id) });
+}
+
+function renderPath(t) {
+  // Where the node sits in the tree: its category (and theme), each a button that opens it.
+  const ancestors = [];
+  for (let at = state.nodes.get(t.id); at && at.parent; at = state.nodes.get(at.parent.id)) ancestors.unshift(at.parent);
+  $("node-path").replaceChildren(...(ancestors.length ? [`In ${levelNoun(ancestors[0])} `] : []),
+    ...ancestors.flatMap((node, i) => (i ? [` › ${levelNoun(node)} `, nodeButton(node)] : [nodeButton(node)])));
+}
+
+function renderChildren(t) {
+  // A category's themes or a theme's sub-themes, from the tree (a sub-theme has none).
+  const entry = state.nodes.get(t.id);
+  const children = entry ? entry.node.children || [] : [];
+  $("node-children-heading").textContent = t.level === 1 ? "Themes in this category" : "Sub-themes";
+  $("node-children-heading").hidden = $("node-children").hidden = t.level === 3;
+  $("node-children").replaceChildren(...(children.length ? children.map((c) => el("li", { "data-node": c.id }, nodeButton(c),
+    ` — ${c.size} comments, sentiment ${signed(c.sentiment_mean ?? 0)}`)) :
+    [el("li", { text: t.level === 1 ? "No themes shown." : "None found at a finer level." })]));
+}
+
 function renderTheme(t) {
-  $("theme-title").textContent = t.label;
+  const noun = levelNoun(t);
+  $("theme-title").textContent = nameOf(t);
+  renderPath(t);
   const facts = [
-    ["Theme id", t.id], ["Comments", `${t.size} (${pct(t.share)})`],
+    ["Level", noun], [`${noun[0].toUpperCase()}${noun.slice(1)} id`, t.id], ["Comments", `${t.size} (${pct(t.share)})`],
     ["Sentences carrying it", t.span_count === null || t.span_count === undefined ? "—" : t.span_count],
     ["Mean rating", t.rating ? `${t.rating.mean.toFixed(2)} over ${t.rating.count}` : "—"],
     ["Impact on rating", impactText(t.impact)],
     ["Emerging", t.emerging ? `yes (${t.emerging_reason})` : "no"],
     ["Cohesion", t.cohesion === null || t.cohesion === undefined ? "—" : `${t.cohesion.toFixed(2)}${t.cohesion < LOOSE_COHESION ? " (loose)" : ""}`],
   ];
-  if (t.original_label) facts.push(["Generated name", t.original_label]);
+  const generated = t.original_name || t.original_label;
+  if (generated) facts.push(["Generated name", generated]);
   if (t.hidden) facts.push(["Hidden", "yes"]);
   $("theme-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   $("theme-keywords").replaceChildren(...t.keywords.map((k) => el("li", { text: k })));
-  const own = new Set([t.id, ...(t.merged || [])]);
-  const subs = state.groups.filter((g) => g.kind === "sub_theme" && own.has(g.themes[0]));
-  $("theme-subthemes").replaceChildren(...(subs.length ? subs.map((g) => el("li", { "data-group": g.id },
-    el("strong", { text: g.label }),
-    ` — ${g.size} comments, sentiment ${signed(g.sentiment.mean)}`,
-    ...(g.examples.length ? [el("span", { class: "meta" }, " e.g. “", withSpans(g.examples[0].text, g.examples[0].span ? [g.examples[0].span] : []), "”")] : []))) :
-    [el("li", { text: "None found at a finer level." })]));
+  renderChildren(t);
   $("theme-examples").replaceChildren(...(t.examples || []).map((x) => exampleItem(x, t.keywords)));
   $("theme-sentiment").replaceChildren(sentimentBar(t.sentiment, 300),
     el("p", { text: `mean ${signed(t.sentiment.mean)}: ${pct(t.sentiment.negative)} negative, ${pct(t.sentiment.neutral)} neutral, ${pct(t.sentiment.positive)} positive` }));
@@ -563,25 +659,35 @@ function renderTheme(t) {
     options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, title: { display: true, text: "comments" } } } },
   });
   $("theme-trend-caption").textContent = state.trends.period ? `Comments per ${state.trends.period}` : "No dates: no trend.";
-  $("rename").value = t.label;
-  $("toggle-hidden").textContent = t.hidden ? "Show this theme again" : "Hide this theme";
-  const others = state.themes.filter((o) => o.id !== t.id);
-  $("merge-select").replaceChildren(...others.map((o) => el("option", { value: o.id, text: `${o.label} (${o.size})` })));
+  $("rename").value = nameOf(t);
+  $("toggle-hidden").textContent = t.hidden ? `Show this ${noun} again` : `Hide this ${noun}`;
+  // merging joins nodes of one level: themes from the themes list, categories and sub-themes from the tree
+  const sameLevel = t.level === 2 || t.level === undefined ? state.themes :
+    [...state.nodes.values()].map((entry) => entry.node).filter((n) => n.level === t.level);
+  $("merge-label").textContent = `Merge another ${noun} into this one`;
+  $("merge-select").replaceChildren(...sameLevel.filter((o) => o.id !== t.id)
+    .map((o) => el("option", { value: o.id, text: `${nameOf(o)} (${o.size})` })));
+  const known = (id) => state.nodes.get(id) ? `“${nameOf(state.nodes.get(id).node)}” (${id})` : `${noun} ${id}`;
   $("merged-list").replaceChildren(...(t.merged || []).map((id) =>
-    el("li", {}, `Theme ${id} is merged into this one. `, el("button", { type: "button", text: `Separate theme ${id} again`, onclick: () => edit(`/themes/${id}/unmerge`, "POST", null, `Theme ${id} separated again.`) }))));
+    el("li", {}, `${known(id)} is merged into this one. `, el("button", { type: "button", text: `Separate ${noun} ${id} again`, onclick: () => edit(`/themes/${id}/unmerge`, "POST", null, `${noun} ${id} separated again.`) }))));
 }
 
 async function edit(path, method, body, message) {
   try {
-    const theme = await api(`/v1/projects/${state.project}${path}`, { method, body });
-    const page = await api(`/v1/projects/${state.project}/themes?limit=500&include_hidden=true`);
+    const answer = await api(`/v1/projects/${state.project}${path}`, { method, body });
+    const [page, trends] = await Promise.all([
+      api(`/v1/projects/${state.project}/themes?limit=500&include_hidden=true`),
+      api(`/v1/projects/${state.project}/trends`),
+      loadTree(),
+    ]);
     state.themes = page.themes;
-    state.trends = await api(`/v1/projects/${state.project}/trends`);
-    const current = state.themes.find((x) => x.id === state.theme.id) || theme;
+    state.trends = trends;
+    let current = answer;
+    try { current = await api(`/v1/projects/${state.project}/nodes/${state.theme.id}`); } catch (error) { /* merged away */ }
     state.theme = current;
     renderTheme(current);
     renderThemes();
-    renderGroups();
+    renderTree();
     renderCharts();
     say("edit-status", message);
   } catch (error) {
@@ -597,11 +703,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("upload-form").addEventListener("submit", upload);
   $("open-project").addEventListener("click", () => { if ($("project").value) openProject($("project").value); });
   $("search").addEventListener("input", renderThemes);
-  $("show-hidden").addEventListener("change", renderThemes);
+  $("show-hidden").addEventListener("change", async () => {
+    renderThemes();
+    try { await loadTree(); renderTree(); } catch (error) { say("upload-status", `Could not load the tree: ${error.message}`, true); }
+  });
   for (const th of document.querySelectorAll("#themes-table th[data-key]")) {
     th.querySelector("button").addEventListener("click", () => {
       const key = th.dataset.key;
-      state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === "label" ? 1 : -1 };
+      state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : key === "name" ? 1 : -1 };
       renderThemes();
     });
   }

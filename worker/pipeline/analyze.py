@@ -1,4 +1,5 @@
-"""The one analysis: documents → spans → embeddings → sentiment → smoothing + SAE → themes and groups → themes.json.
+"""The one analysis: documents → spans → embeddings → sentiment → smoothing + SAE → themes → tree and names →
+themes.json.
 
 :func:`analyze` is the only place the stages are put in order; the CLI, the job runner and the benchmarks all call
 it. It is pure computation: everything that changes the result is in :class:`AnalysisOptions` or the arguments
@@ -24,7 +25,6 @@ from worker.pipeline.embed_cache import VectorCache
 from worker.pipeline.embed_models import Backend
 from worker.pipeline.ingest import IngestError
 from worker.pipeline.keywords import term_counts
-from worker.pipeline.levels import LevelOptions, all_groups
 from worker.pipeline.output import themes_document
 from worker.pipeline.smooth import SmoothOptions, neighbourhood, smooth_embeddings
 from worker.pipeline.spans import SpanOptions, Spans, cuts_comments, split_spans
@@ -35,9 +35,10 @@ from worker.pipeline.themes import (
     Units,
     build_themes,
     cohesion,
-    describe_groups,
+    describe_levels,
     describe_themes,
 )
+from worker.pipeline.tree import Tree, TreeOptions, build_tree
 
 Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("embed", "sentiment", "train", "themes")
@@ -46,7 +47,7 @@ StageProgress = Callable[[str, float], None]
 
 @dataclass
 class AnalysisOptions:
-    """Everything that changes an analysis besides the documents. ``seed`` seeds every stage (smoothing and levels
+    """Everything that changes an analysis besides the documents. ``seed`` seeds every stage (smoothing and the tree
     included); ``spans`` chooses the unit the SAE reads (sentences, or whole comments with ``enabled=False``);
     ``backend``, ``quantize``, ``max_seq_length``, ``export_dir`` and ``calibration_csv`` choose how the model runs
     (:func:`worker.pipeline.embed_models.resolve_backend`)."""
@@ -65,7 +66,8 @@ class AnalysisOptions:
     spans: SpanOptions = field(default_factory=SpanOptions)
     smoothing: SmoothOptions = field(default_factory=SmoothOptions)
     themes: ThemeOptions = field(default_factory=ThemeOptions)
-    levels: LevelOptions | None = field(default_factory=LevelOptions)  # None: no broader groups / sub-themes
+    tree: TreeOptions = field(default_factory=TreeOptions)
+    names: bool = True  # False: nodes are named by their keywords (worker/pipeline/names.py)
 
     @property
     def resolved_device(self) -> str:
@@ -101,9 +103,9 @@ class Embedded:
 
 @dataclass
 class Analysis:
-    """What :func:`analyze` returns: the documents (with sentiment), their spans, themes, theme groups, the
-    themes.json object, the fitted SAE, counts, the embeddings, the units themes were found over, and seconds per
-    stage."""
+    """What :func:`analyze` returns: the documents (with sentiment), their spans, the theme tree (categories, themes,
+    sub-themes), the themes.json object, the fitted SAE, counts, the embeddings, the units themes were found over,
+    and seconds per stage."""
 
     documents: pd.DataFrame
     spans: Spans
@@ -111,10 +113,16 @@ class Analysis:
     document: dict[str, Any]
     sae: Any
     counts: dict[str, int]
-    groups: list[Theme] = field(default_factory=list)
+    categories: list[Theme] = field(default_factory=list)
+    sub_themes: list[Theme] = field(default_factory=list)
     embedded: Embedded | None = None
     units: Units | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> list[Theme]:
+        """Every node of the tree: categories, themes, sub-themes."""
+        return [*self.categories, *self.themes, *self.sub_themes]
 
 
 def resolve_device(name: str) -> str:
@@ -133,6 +141,7 @@ def analyze(
     embeddings: np.ndarray | None = None,
     spans: Spans | None = None,
     previous_sae: str | Path | None = None,
+    previous_nodes: dict[int, np.ndarray] | None = None,
     counts: dict[str, int] | None = None,
 ) -> Analysis:
     """Find the themes of ``documents`` (columns ``doc_id``, ``text``, ``rating``, ``date``; rows that already have a
@@ -142,8 +151,9 @@ def analyze(
     span of ``spans`` when given, else one per document (whole-comment analysis only); ``spans`` are the units to
     analyse instead of the comments' own (:func:`~worker.pipeline.spans.split_spans` under ``options.spans``);
     ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
-    meaning); ``counts`` go into the metadata with the embedding counts added; ``progress(stage, fraction)`` is
-    called per stage of :data:`STAGES`.
+    meaning); ``previous_nodes`` are the previous analysis's categories and sub-themes (id → member document rows),
+    whose ids the nodes that match them keep (:func:`~worker.pipeline.tree.match_ids`); ``counts`` go into the
+    metadata with the embedding counts added; ``progress(stage, fraction)`` is called per stage of :data:`STAGES`.
     """
     from worker.pipeline import train  # torch: imported when an analysis runs
 
@@ -195,14 +205,15 @@ def analyze(
     start("themes")
     terms = term_counts(units.texts)
     themes = find_themes(sae, embedded, documents, units, options.themes, terms)
-    levels = None if options.levels is None else replace(options.levels, seed=options.seed)
-    groups = find_groups(sae, themes, embedded, documents, units, options.themes, terms, levels, options.device)
+    tree = find_tree(sae, themes, embedded, documents, units, options, terms, previous_nodes)
+    name_tree(tree, units, options)
     counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors),
               "spans": len(spans)}  # fmt: skip
-    document = themes_document(themes, documents, metadata(sae, options, counts, cut), groups, spans)
+    document = themes_document(tree, documents, metadata(sae, options, counts, cut), spans)
     done("themes")
-    return Analysis(documents=documents, spans=spans, themes=themes, document=document, sae=sae, counts=counts,
-                    groups=groups, embedded=embedded, units=units, seconds=seconds)  # fmt: skip
+    return Analysis(documents=documents, spans=spans, themes=tree.themes, document=document, sae=sae, counts=counts,
+                    categories=tree.categories, sub_themes=tree.sub_themes, embedded=embedded, units=units,
+                    seconds=seconds)  # fmt: skip
 
 
 def embed_units(
@@ -291,16 +302,103 @@ def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, units: Un
     return describe_themes(themes, documents, units, options, terms)
 
 
-def find_groups(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, units: Units,
-                options: ThemeOptions, terms: Terms | None = None, levels: LevelOptions | None = None,
-                device: str = "cpu") -> list[Theme]:  # fmt: skip
-    """Theme groups around the themes, described and sorted by size: broader subjects (themes whose features point
-    the same way; with ``levels``, also the themes of a smaller SAE) and, with ``levels``, sub-themes (the themes of a
-    larger SAE, :mod:`worker.pipeline.levels`)."""
-    groups = all_groups(themes, sae.decoder_directions(), embedded.sae_inputs, embedded.inverse, int(sae.n_latents_),
-                        levels, options, resolve_device(device), units.doc, len(documents))  # fmt: skip
-    groups = describe_groups(groups, documents, units, options, terms)
-    return rate_cohesion(groups, embedded)
+def finer_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, options: TreeOptions = TreeOptions(),
+                 theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu", owner: np.ndarray | None = None,
+                 n_docs: int | None = None) -> list[Theme]:  # fmt: skip
+    """The themes (members only) of an SAE of ``options.finer`` × ``n_latents`` trained on the SAE inputs (a seeded
+    sample of at most ``options.max_rows`` distinct texts) and read on all of them: the sub-theme candidates.
+    ``inverse`` maps each unit to its text's row, ``owner`` to its document's row (``None``: the units are the
+    documents, ``n_docs`` of them)."""
+    from worker.pipeline import train
+
+    rows = inputs
+    if len(inputs) > options.max_rows:
+        pick = np.random.default_rng(options.seed).choice(len(inputs), options.max_rows, replace=False)
+        rows = inputs[np.sort(pick)]
+    size = max(2, round(n_latents * options.finer))
+    sae = train.train_sae(rows, n_latents=size, seed=options.seed, device=device)
+    acts = train.activations(sae, inputs)[inverse]
+    return build_themes(acts, sae.decoder_directions(), theme_options, owner, n_docs)
+
+
+def find_tree(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, units: Units,
+              options: AnalysisOptions, terms: Terms | None = None,
+              previous: dict[int, np.ndarray] | None = None) -> Tree:  # fmt: skip
+    """The tree around the themes (:mod:`worker.pipeline.tree`): categories and sub-themes found, described level by
+    level and rated for cohesion (``previous``: the previous analysis's nodes whose ids matching nodes keep)."""
+    tree_options = replace(options.tree, seed=options.seed)
+    n_docs = len(documents)
+    fine: list[Theme] = []
+    if tree_options.sub_themes and themes:
+        fine = finer_themes(embedded.sae_inputs, embedded.inverse, int(sae.n_latents_), tree_options, options.themes,
+                            resolve_device(options.device), units.doc, n_docs)  # fmt: skip
+    tree = build_tree(themes, embedded.sae_inputs, embedded.inverse, n_docs, units.doc, fine,
+                      options.themes.resolved_min_size(n_docs), previous, tree_options)  # fmt: skip
+    added = describe_levels([*tree.categories, *tree.sub_themes], documents, units, options.themes, terms)
+    rate_cohesion(added, embedded)
+    tree.categories = [n for n in added if n.level == 1]
+    tree.sub_themes = [n for n in added if n.level == 3]
+    return tree
+
+
+def name_tree(tree: Tree, units: Units, options: AnalysisOptions) -> None:
+    """Give every node its ``name`` (:func:`~worker.pipeline.names.name_nodes`, the candidate phrases embedded by the
+    analysis's model), ``label`` kept equal to it; without ``options.names``, or without texts, the keyword label."""
+    nodes = tree.nodes
+    names = [n.label for n in nodes]
+    if options.names and nodes and any(units.texts):
+        from worker.pipeline import embed
+        from worker.pipeline.names import NameOptions, NodeText, name_nodes
+
+        name_options = NameOptions(seed=options.seed)
+
+        def encode(texts: list[str]) -> np.ndarray:
+            vectors, _ = embed.embed_texts(texts, options.model, device=options.resolved_device,
+                                           batch_size=options.batch_size,
+                                           backend=options.embedding_backend())  # fmt: skip
+            return vectors
+
+        texts = [naming_texts(n, units, name_options.n_texts) for n in nodes]
+        # a category's fallback name: from its first keywords only (the later ones are its themes' particulars)
+        described = [NodeText(t, n.unit_rows, n.parent if n.level > 1 else -1,
+                              n.keywords[: 4 if n.level == 1 else None]) for t, n in zip(texts, nodes)]  # fmt: skip
+        names = name_nodes(described, units.vectors, encode, name_options)
+        distinct_from_parents(nodes, names)
+    for node, name in zip(nodes, names):
+        node.name = node.label = name
+
+
+def distinct_from_parents(nodes: list[Theme], names: list[str]) -> None:
+    """Categories named by their subject words (:func:`~worker.pipeline.names.subject_name`), else by those of their
+    largest themes; a node named like its parent (same stems) renamed from its keywords, unlike its parent and its
+    siblings. In place; ``nodes`` parents first."""
+    from worker.pipeline.names import content_stems, keyword_names, subject_name
+
+    taken: set[str] = set()
+    name_of: dict[int, str] = {}
+    by_id = {n.id: n for n in nodes}
+    for i, node in enumerate(nodes):
+        if node.level == 1:
+            children = sorted((by_id[c] for c in node.children if c in by_id), key=lambda c: -c.size)
+            leading = [c.keywords[0] for c in children if c.keywords]  # its largest themes' first keywords
+            if subject := subject_name(node.keywords, taken) or subject_name(leading, taken):
+                names[i] = subject
+        parent = name_of.get(node.parent) if node.parent is not None else None
+        if parent is not None and content_stems(names[i]) == content_stems(parent):
+            siblings = {content_stems(names[j]) for j, other in enumerate(nodes) if other.parent == node.parent}
+            names[i] = next((k for k in keyword_names(node.keywords) if content_stems(k) not in siblings
+                             and content_stems(k) != content_stems(parent)), names[i])  # fmt: skip
+        name_of[node.id] = names[i]
+
+
+def naming_texts(node: Theme, units: Units, n_texts: int) -> list[str]:
+    """The unit texts a node is named from, best first: its ``n_texts`` most activated units. None for a category:
+    its most activated units are its strongest theme's, whose phrases name that theme, not what the category's themes
+    share; categories are named from their keywords (:func:`distinct_from_parents`)."""
+    if node.level == 1:
+        return []
+    rows = node.unit_rows[np.argsort(-node.unit_activations, kind="stable")][:n_texts]
+    return [units.texts[r] for r in rows]
 
 
 def rate_cohesion(themes: list[Theme], embedded: Embedded) -> list[Theme]:
@@ -321,7 +419,8 @@ def metadata(sae: Any, options: AnalysisOptions, counts: dict[str, int], cut: bo
         "units": "spans" if cut else "comments",
         "sae": train.sae_summary(sae),
         "smoothing": {"n_neighbors": options.smoothing.n_neighbors, "weight": options.smoothing.weight},
-        "levels": None if options.levels is None else {"broader": options.levels.broader, "finer": options.levels.finer},
+        "tree": {"sub_themes": options.tree.sub_themes, "finer": options.tree.finer,
+                 "max_categories": options.tree.max_categories},
         "seed": options.seed,
         "counts": counts,
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

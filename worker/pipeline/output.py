@@ -1,6 +1,6 @@
-"""Output stage: themes, groups, documents and spans → the ``themes.json`` object and the output files
-(``themes.json``, ``themes.csv``, ``document_themes.csv``, ``span_themes.csv``, ``documents.csv``,
-``theme_groups.csv``).
+"""Output stage: the theme tree, documents and spans → the ``themes.json`` object and the output files
+(``themes.json``, ``themes.csv``, ``theme_tree.csv``, ``document_themes.csv``, ``document_nodes.csv``,
+``span_themes.csv``, ``documents.csv``).
 
 The column sets here are the product's output schema (see README), for the CLI's files and the BI report tables
 (``service.storage.report_tables``) alike. Text cells that a spreadsheet would evaluate as a formula are neutralised
@@ -22,16 +22,20 @@ from worker.pipeline.csv_cells import safe_cell
 if TYPE_CHECKING:
     from worker.pipeline.spans import Spans
     from worker.pipeline.themes import Theme
+    from worker.pipeline.tree import Tree
 
 DIGITS = 4
+#: themes.json's version: 2 has the tree (``categories``, ``themes``, ``sub_themes`` with ``level``, ``parent``,
+#: ``children``, ``name``); 1 had ``themes`` and ``groups``.
+SCHEMA_VERSION = 2
 
 # ---------------------------------------------------------------- the output schema
 
 # column → type: int, float, str, bool, date or datetime (the report tables' CSV, Parquet and SQL follow it)
 COLUMN_TYPES: dict[str, str] = {
-    "theme_id": "int", "group_id": "int", "level": "int", "label": "str", "keywords": "str", "size": "int",
+    "theme_id": "int", "level": "int", "label": "str", "keywords": "str", "size": "int",
     "share": "float", "sentiment_mean": "float", "negative": "float", "neutral": "float", "positive": "float",
-    "rating_mean": "float", "rating_count": "int", "cohesion": "float", "theme_ids": "str", "kind": "str",
+    "rating_mean": "float", "rating_count": "int", "cohesion": "float",
     "emerging": "bool", "impact_coef": "float", "impact_low": "float", "impact_high": "float",
     "merged_theme_ids": "str", "original_label": "str",
     "doc_id": "str", "activation": "float",
@@ -39,21 +43,25 @@ COLUMN_TYPES: dict[str, str] = {
     "period": "str", "period_start": "date", "documents": "int", "period_documents": "int",
     "coef": "float", "low": "float", "high": "float", "rated_documents": "int",
     "span_count": "int", "span_index": "int", "span_start": "int", "span_end": "int",
+    "node_id": "int", "parent_id": "int", "name": "str", "original_name": "str",
 }  # fmt: skip
-# what a theme's row and a group's row share: label … rating_count
+# what the rows of every level share: label … rating_count
 SUMMARY_COLUMNS = ["label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
                    "rating_mean", "rating_count"]  # fmt: skip
-THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion", "span_count"]
+THEMES_COLUMNS = ["theme_id", *SUMMARY_COLUMNS, "cohesion", "span_count", "name", "parent_id"]
+# every node of the tree: categories (level 1), themes (2), sub-themes (3)
+TREE_COLUMNS = ["node_id", "level", "parent_id", "name", "keywords", "size", "share", "sentiment_mean", "negative",
+                "neutral", "positive", "rating_mean", "rating_count", "cohesion", "span_count"]  # fmt: skip
 DOCUMENT_THEMES_COLUMNS = ["doc_id", "theme_id", "activation"]
+DOCUMENT_NODES_COLUMNS = ["doc_id", "node_id", "level", "activation"]
 # one row per (span, theme): the span's index in its comment and its character offsets [span_start, span_end)
 SPAN_THEMES_COLUMNS = ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
-GROUPS_COLUMNS = ["group_id", "level", *THEMES_COLUMNS[1:], "theme_ids", "kind"]
 
 # Report tables: a CLI file's columns (none for trends and impact), then the report's own ones; columns added to the
-# files after version 1's tables were made (cohesion by migration 0004, kind by 0005, span_count in version 2) go
-# last, as ALTER TABLE appends them.
-APPENDED_COLUMNS = ["cohesion", "kind", "span_count"]
+# files after version 1's tables were made (cohesion by migration 0004, span_count in version 2, name and parent_id
+# in version 3) go last, as ALTER TABLE appends them.
+APPENDED_COLUMNS = ["cohesion", "span_count", "name", "parent_id"]
 
 
 def _report(file_columns: list[str], own: Sequence[str] = ()) -> list[tuple[str, str]]:
@@ -73,7 +81,9 @@ REPORT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "theme_trends": _report([], ["theme_id", "label", "period", "period_start", "documents", "period_documents",
                                  "share", "emerging"]),
     "theme_impact": _report([], ["theme_id", "label", "coef", "low", "high", "rated_documents"]),
-    "theme_groups": _report(GROUPS_COLUMNS),
+    "theme_tree": [(c, COLUMN_TYPES[c]) for c in [*TREE_COLUMNS, "emerging", "impact_coef", "impact_low",
+                                                    "impact_high", "merged_theme_ids", "original_name"]],
+    "document_nodes": [(c, COLUMN_TYPES[c]) for c in DOCUMENT_NODES_COLUMNS],
 }  # fmt: skip
 
 
@@ -94,11 +104,16 @@ def example_record(row: int, activation: float, documents: pd.DataFrame, spans: 
 
 
 def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int, spans: Spans | None = None) -> dict[str, Any]:
-    """One theme in the ``themes.json`` schema (``size`` and ``share`` count comments, ``span_count`` spans)."""
+    """One node of the tree in the ``themes.json`` schema (``size`` and ``share`` count comments, ``span_count``
+    spans; ``label`` equals ``name``, for readers of version 1)."""
     activation_of = dict(zip(theme.unit_rows.tolist(), theme.unit_activations.tolist()))
     return {
         "id": int(theme.id),
-        "label": theme.label,
+        "level": int(theme.level),
+        "parent": None if theme.parent is None else int(theme.parent),
+        "children": [int(c) for c in theme.children],
+        "name": theme.name or theme.label,
+        "label": theme.name or theme.label,
         "keywords": list(theme.keywords),
         "size": theme.size,
         "share": _round(theme.size / max(1, n_documents)),
@@ -111,29 +126,21 @@ def theme_record(theme: Theme, documents: pd.DataFrame, n_documents: int, spans:
     }
 
 
-def group_record(group: Theme, documents: pd.DataFrame, n_documents: int, spans: Spans | None = None) -> dict[str, Any]:
-    """One theme group in the ``themes.json`` schema: a theme record plus its ``level``, ``kind`` and its ``themes``'
-    ids."""
-    record = theme_record(group, documents, n_documents, spans)
-    return {**record, "level": int(group.level), "kind": group.kind, "themes": [int(t) for t in group.themes]}
-
-
-def themes_document(
-    themes: Iterable[Theme], documents: pd.DataFrame, metadata: dict[str, Any], groups: Iterable[Theme] = (),
-    spans: Spans | None = None,
-) -> dict[str, Any]:
-    """The whole ``themes.json`` object: metadata, themes sorted by size, theme groups sorted by size. ``spans``:
-    the units the themes' examples are rows of (``None``: the documents)."""
-    records = [theme_record(t, documents, len(documents), spans) for t in themes]
-    records.sort(key=lambda r: (-r["size"], r["id"]))
-    group_records = [group_record(g, documents, len(documents), spans) for g in groups]
-    group_records.sort(key=lambda r: (-r["size"], r["id"]))
-    meta = {"n_documents": len(documents), "n_themes": len(records), "n_groups": len(group_records), **metadata}
-    return {"metadata": meta, "themes": records, "groups": group_records}
+def themes_document(tree: Tree, documents: pd.DataFrame, metadata: dict[str, Any],
+                    spans: Spans | None = None) -> dict[str, Any]:  # fmt: skip
+    """The whole ``themes.json`` object: metadata, then the tree's ``categories``, ``themes`` and ``sub_themes``,
+    each level sorted by size. ``spans``: the units the examples are rows of (``None``: the documents)."""
+    levels = {}
+    for key, nodes in (("categories", tree.categories), ("themes", tree.themes), ("sub_themes", tree.sub_themes)):
+        records = [theme_record(n, documents, len(documents), spans) for n in nodes]
+        levels[key] = sorted(records, key=lambda r: (-r["size"], r["id"]))
+    meta = {"schema_version": SCHEMA_VERSION, "n_documents": len(documents), "n_categories": len(tree.categories),
+            "n_themes": len(tree.themes), "n_sub_themes": len(tree.sub_themes), **metadata}  # fmt: skip
+    return {"metadata": meta, **levels}
 
 
 def summary_cells(record: dict[str, Any]) -> tuple:
-    """``SUMMARY_COLUMNS`` (label … rating_count) of a theme or group record, keywords joined by ``; ``."""
+    """``SUMMARY_COLUMNS`` (label … rating_count) of a node record, keywords joined by ``; ``."""
     sentiment, rating = record["sentiment"], record["rating"]
     return (record["label"], "; ".join(record["keywords"]), record["size"], record["share"], sentiment["mean"],
             sentiment["negative"], sentiment["neutral"], sentiment["positive"],
@@ -142,8 +149,19 @@ def summary_cells(record: dict[str, Any]) -> tuple:
 
 def themes_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """``themes.csv``: one row per theme."""
-    rows = [(r["id"], *summary_cells(r), r.get("cohesion"), r.get("span_count", r["size"])) for r in records]
-    return pd.DataFrame(rows, columns=THEMES_COLUMNS)
+    rows = [(r["id"], *summary_cells(r), r.get("cohesion"), r.get("span_count", r["size"]), r.get("name", r["label"]),
+             r.get("parent")) for r in records]  # fmt: skip
+    return pd.DataFrame(rows, columns=THEMES_COLUMNS).astype({"parent_id": "Int64"})
+
+
+def tree_table(document: dict[str, Any]) -> pd.DataFrame:
+    """``theme_tree.csv``: one row per node, categories first, then themes, then sub-themes (each by size)."""
+    rows = []
+    for r in (*document["categories"], *document["themes"], *document["sub_themes"]):
+        _, keywords, *figures = summary_cells(r)
+        rows.append((r["id"], r["level"], r["parent"], r["name"], keywords, *figures, r.get("cohesion"),
+                     r["span_count"]))  # fmt: skip
+    return pd.DataFrame(rows, columns=TREE_COLUMNS).astype({"parent_id": "Int64"})
 
 
 def document_themes_table(themes: Iterable[Theme], documents: pd.DataFrame) -> pd.DataFrame:
@@ -151,6 +169,14 @@ def document_themes_table(themes: Iterable[Theme], documents: pd.DataFrame) -> p
     doc_ids = documents["doc_id"].to_numpy()
     return _long_table(themes, DOCUMENT_THEMES_COLUMNS, lambda t: (t.members, t.activations),
                        lambda t, rows: {"doc_id": doc_ids[rows]})  # fmt: skip
+
+
+def document_nodes_table(nodes: Iterable[Theme], documents: pd.DataFrame) -> pd.DataFrame:
+    """``document_nodes.csv``: long format, one row per (document, node) membership of every level."""
+    table = document_themes_table(nodes, documents).rename(columns={"theme_id": "node_id"})
+    level_of = {n.id: n.level for n in nodes}
+    table.insert(2, "level", table["node_id"].map(level_of).astype("int64"))
+    return table[DOCUMENT_NODES_COLUMNS]
 
 
 def span_themes_table(themes: Iterable[Theme], documents: pd.DataFrame, spans: Spans) -> pd.DataFrame:
@@ -188,30 +214,22 @@ def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def groups_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """``theme_groups.csv``: the columns of ``themes.csv`` (``group_id`` for ``theme_id``), its level, its themes' ids
-    joined by ``; `` and its kind (as in ``reporting.theme_groups``)."""
-    table = themes_table(records).rename(columns={"theme_id": "group_id"})
-    table.insert(1, "level", [r["level"] for r in records])
-    table["theme_ids"] = ["; ".join(str(t) for t in r["themes"]) for r in records]
-    table["kind"] = [r.get("kind", "union") for r in records]
-    return table[GROUPS_COLUMNS]
-
-
-def write_output_files(out_dir: str | Path, document: dict[str, Any], themes: list[Theme], documents: pd.DataFrame,
+def write_output_files(out_dir: str | Path, document: dict[str, Any], nodes: list[Theme], documents: pd.DataFrame,
                        spans: Spans | None = None) -> list[Path]:  # fmt: skip
-    """Write the six output files; return their paths (``spans``: the units of the themes; ``None``: the comments)."""
+    """Write the seven output files; return their paths (``nodes``: every node of the tree; ``spans``: the units of
+    the themes; ``None``: the comments)."""
     from worker.pipeline.spans import Spans
 
     spans = spans if spans is not None else Spans.whole(documents["text"].tolist())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "themes.json", out / "themes.csv", out / "document_themes.csv", out / "span_themes.csv",
-             out / "documents.csv", out / "theme_groups.csv"]  # fmt: skip
+    paths = [out / "themes.json", out / "themes.csv", out / "theme_tree.csv", out / "document_themes.csv",
+             out / "document_nodes.csv", out / "span_themes.csv", out / "documents.csv"]  # fmt: skip
     paths[0].write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tables = (themes_table(document["themes"]), document_themes_table(themes, documents),
-              span_themes_table(themes, documents, spans), documents_table(documents),
-              groups_table(document.get("groups", [])))  # fmt: skip
+    themes = [n for n in nodes if n.level == 2]
+    tables = (themes_table(document["themes"]), tree_table(document), document_themes_table(themes, documents),
+              document_nodes_table(nodes, documents), span_themes_table(themes, documents, spans),
+              documents_table(documents))  # fmt: skip
     for path, table in zip(paths[1:], tables):
         spreadsheet_safe(table).to_csv(path, index=False)
     return paths

@@ -33,10 +33,6 @@ class ThemeOptions:
     span_sentiment_weight: float = 0.5
     n_examples: int = 5
     example_similarity: float = 0.95  # skip an example this similar to one already chosen
-    # Parent themes / theme groups (see :func:`parent_themes`): cut at n_themes // level groups for each level; the
-    # level 32 gives a handful of very broad groups, which coarse gold categories match.
-    parent_levels: tuple[int, ...] = (2, 4, 8, 16, 32)
-    parent_dedupe_jaccard: float = 0.9  # drop a parent whose members are this close to a theme or parent shown
 
     def resolved_min_size(self, n_docs: int) -> int:
         return self.min_size if self.min_size is not None else max(3, int(np.ceil(0.005 * n_docs)))
@@ -59,12 +55,12 @@ class Theme:
     rating: dict[str, float] | None = None
     examples: list[int] = field(default_factory=list)  # unit rows
     member_sentiment: np.ndarray | None = None  # per member comment, its sentiment in this theme
-    # A theme group (see :func:`group_themes`): the ids of its themes, and about how many themes it spans (2, 4, ...).
-    themes: list[int] = field(default_factory=list)
-    level: int = 0
-    # What a group is: "union" (themes whose features point the same way, :func:`parent_themes`), "broader" (a
-    # theme of a half-size SAE) or "sub_theme" (a theme of a double-size SAE), see worker/pipeline/levels.py.
-    kind: str = "theme"
+    # Its place in the tree (worker/pipeline/tree.py): 1 category, 2 theme, 3 sub-theme; the parent's id and the
+    # children's ids.
+    level: int = 2
+    parent: int | None = None
+    children: list[int] = field(default_factory=list)
+    name: str = ""  # a short phrase a person would write (worker/pipeline/names.py); ``label`` is kept equal to it
     cohesion: float | None = None  # see :func:`cohesion`
 
     @property
@@ -213,74 +209,20 @@ def build_themes(
     return themes
 
 
-def parent_themes(themes: list[Theme], decoder: np.ndarray, options: ThemeOptions = ThemeOptions()) -> list[Theme]:
-    """Broader themes over the flat ones: groups of themes whose decoder directions are close.
-
-    The themes' mean decoder directions are clustered (agglomerative, average linkage, cosine) into
-    ``len(themes) // level`` groups for each of ``options.parent_levels``; every group of two or more themes becomes
-    a parent whose members are the union of its children's (activation: the highest). Parents nearly equal
-    (member Jaccard ≥ ``parent_dedupe_jaccard``) to a theme or an earlier parent are dropped. A parent's ``id`` is
-    its lowest feature index, so it can coincide with a child's: parents belong in a list of their own. Each
-    parent carries its children's theme ids (``themes``) and the level it was cut at (``level``).
-    On coarse gold labels (SemEval categories) this is what recovers them (``python -m bench quality``).
-    """
-    if len(themes) < 4 or not options.parent_levels:
-        return []
-    from sklearn.cluster import AgglomerativeClustering
-
-    directions = np.stack([decoder[:, t.features].mean(axis=1) for t in themes])
-    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
-    shown = [set(t.members.tolist()) for t in themes]
-    parents: list[Theme] = []
-    seen_groups: set[tuple[int, ...]] = set()
-    for level in options.parent_levels:
-        n_groups = len(themes) // level
-        if n_groups < 2:
-            break
-        labels = AgglomerativeClustering(n_clusters=n_groups, metric="cosine", linkage="average").fit_predict(directions)
-        for g in range(n_groups):
-            children = tuple(np.flatnonzero(labels == g).tolist())
-            if len(children) < 2 or children in seen_groups:
-                continue
-            seen_groups.add(children)
-            rows, best = union([(themes[c].members, themes[c].activations) for c in children])
-            members = set(rows.tolist())
-            if any(len(members & s) / max(len(members | s), 1) >= options.parent_dedupe_jaccard for s in shown):
-                continue
-            shown.append(members)
-            features = sorted(f for c in children for f in themes[c].features)
-            parent = Theme(id=features[0], features=features, members=rows, activations=best,
-                           themes=sorted(themes[c].id for c in children), level=level, kind="union")  # fmt: skip
-            if any(themes[c].spans is not None for c in children):
-                parent.spans, parent.span_activations = union(
-                    [(themes[c].unit_rows, themes[c].unit_activations) for c in children])  # fmt: skip
-            parents.append(parent)
-    return parents
-
-
-def describe_groups(
-    groups: list[Theme],
+def describe_levels(
+    nodes: list[Theme],
     documents: pd.DataFrame,
     units: Units,
     options: ThemeOptions = ThemeOptions(),
     terms: tuple[sp.csr_matrix, np.ndarray] | None = None,
 ) -> list[Theme]:
-    """Number groups 1, 2, … (finest level first, then by size), describe them level by level and sort them by
-    size. Groups are recomputed by every analysis, so unlike theme ids their ids hold within one job only."""
-    groups = list(groups)
-    groups.sort(key=lambda g: (g.level, -g.size, g.themes))
-    for number, group in enumerate(groups, start=1):
-        group.id = number
-    if not groups:
-        return []
-    # Keywords are c-TF-IDF among the groups of one level (nearly a partition of the comments): across levels, a
-    # broad group and its own sub-groups share every term, which would leave only filler words to tell them apart.
+    """Describe nodes of several tree levels (:func:`describe_themes`), level by level: keywords are c-TF-IDF among
+    the nodes of one level, since a category and its own themes share every term."""
     terms = terms if terms is not None else term_counts(units.texts)
     described: list[Theme] = []
-    for level in sorted({g.level for g in groups}):
-        same_level = [g for g in groups if g.level == level]
-        described += describe_themes(same_level, documents, units, options, terms)
-    return sorted(described, key=lambda t: (-t.size, t.id))
+    for level in sorted({n.level for n in nodes}):
+        described += describe_themes([n for n in nodes if n.level == level], documents, units, options, terms)
+    return described
 
 
 def cohesion(rows: np.ndarray, neighbours: np.ndarray) -> float:
