@@ -118,7 +118,7 @@ def corpus(groups: list[list[str]]) -> tuple[list[str], np.ndarray, list[np.ndar
         ("It was", "only stop words"),
         ("Bag and bags", "two forms of one word"),
         ("Delay delayed flight", "two forms of one word"),
-        ("Size sizing issue", "two forms of one word"),
+        ("Size sizing problem", "two forms of one word"),
         ("Baggage", "fewer than 2 words"),
         ("", "fewer than 2 words"),
         ("Lost bag at the airport on a Monday", "more than 6 words"),

@@ -12,14 +12,13 @@ from worker.pipeline.tree import (
     CATEGORY_ID_BASE,
     SUB_THEME_ID_BASE,
     TreeOptions,
-    build_tree,
     assign_categories,
+    build_tree,
     count_categories,
     level_of_id,
     match_ids,
     sub_theme_nodes,
 )
-
 
 FAST = TreeOptions(n_runs=5)
 
@@ -92,9 +91,9 @@ def test_category_members_are_the_union_of_their_themes_with_the_highest_activat
 
 
 def test_sub_themes_sit_under_the_theme_carrying_most_of_their_units_and_inside_it():
-    themes = [_theme(3, range(0, 20)), _theme(8, range(20, 40))]
+    themes = [_theme(3, range(20)), _theme(8, range(20, 40))]
     fine = [
-        _theme(0, range(0, 8)),  # inside theme 3
+        _theme(0, range(8)),  # inside theme 3
         _theme(1, [17, 18, 19, 20, 21, 22, 23, 24]),  # mostly theme 8: cut to its part of it
         _theme(2, range(20, 40)),  # theme 8 itself: says nothing it does not
         _theme(5, [45, 46, 47]),  # in no theme
@@ -144,7 +143,7 @@ def test_category_ids_hold_across_an_update_with_more_comments():
     n = len(inputs)
     first = build_tree(themes, inputs, np.arange(n), n, options=FAST)
     previous = {c.id: c.members for c in first.categories}
-    more, more_inputs = _subjects(per_subject=9, seed=1)  # the same subjects, new comments after the first ones
+    _, more_inputs = _subjects(per_subject=9, seed=1)  # the same subjects, new comments after the first ones
     shifted = [_theme(t.id, np.concatenate([t.members, t.members + n])) for t in themes]
     both = np.concatenate([inputs, more_inputs])
     second = build_tree(shifted, both, np.arange(2 * n), 2 * n, previous=previous, options=replace(FAST, seed=3))
@@ -165,7 +164,7 @@ def test_describe_levels_counts_keywords_among_the_nodes_of_one_level():
     assert late.keywords and len(delivery.examples) == 5 and delivery.sentiment["neutral"] == 1.0
 
 
-def test_categories_are_named_by_subject_words_and_no_node_repeats_its_parent():
+def test_categories_are_named_by_what_their_themes_share_and_no_node_repeats_its_parent():
     from worker.pipeline.analyze import distinct_from_parents
 
     def node(node_id, level, parent=None, children=(), keywords=(), size=5):
@@ -174,15 +173,17 @@ def test_categories_are_named_by_subject_words_and_no_node_repeats_its_parent():
 
     service = node(CATEGORY_ID_BASE + 1, 1, children=[3], keywords=["service", "great", "staff", "table"])
     vague = node(CATEGORY_ID_BASE + 2, 1, children=[4, 5], keywords=["thanks", "honestly", "just know", "great"])
+    bags = node(CATEGORY_ID_BASE + 3, 1, keywords=["bag", "bags", "luggage", "baggage"])
     waiter = node(3, 2, service.id, [SUB_THEME_ID_BASE + 1], keywords=["waiter", "rude"])
     parcel = node(4, 2, vague.id, keywords=["parcel", "late"], size=9)
     price = node(5, 2, vague.id, keywords=["price", "value"], size=7)
     rude = node(SUB_THEME_ID_BASE + 1, 3, 3, keywords=["rude waiter", "ignored", "waited"])
-    nodes = [service, vague, waiter, parcel, price, rude]
-    names = ["Great and staff", "Honestly and experience", "Rude waiter", "Parcel came late", "Good value",
+    nodes = [service, vague, bags, waiter, parcel, price, rude]
+    names = ["Crunchy tuna", "Worst sushi", "Baggage claim", "Rude waiter", "Parcel came late", "Good value",
              "Rude waiter"]  # fmt: skip
     distinct_from_parents(nodes, names)
-    assert names[0] == "Service and staff"  # words that carry sentiment are not subjects
+    assert names[0] == "Service and staff"  # one theme's phrase: its subject words (no sentiment words) instead
     assert names[1] == "Parcel and price"  # nothing left of its own keywords: its largest themes' first ones
-    assert names[2:5] == ["Rude waiter", "Parcel came late", "Good value"]
-    assert names[5] != "Rude waiter" and names[5]  # not its parent's name again
+    assert names[2] == "Baggage claim"  # a phrase on its keywords' subject stays
+    assert names[3:6] == ["Rude waiter", "Parcel came late", "Good value"]
+    assert names[6] != "Rude waiter" and names[6]  # not its parent's name again

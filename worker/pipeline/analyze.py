@@ -43,6 +43,10 @@ from worker.pipeline.tree import Tree, TreeOptions, build_tree
 Terms = tuple[sp.csr_matrix, np.ndarray]
 STAGES = ("embed", "sentiment", "train", "themes")
 StageProgress = Callable[[str, float], None]
+#: The most candidate names embedded per analysis (the model encodes a few hundred short phrases a second on a CPU).
+NAMING_BUDGET = 20_000
+#: A category is named from this many texts, its themes' best units taken in turn (a theme: ``NameOptions.n_texts``).
+CATEGORY_TEXTS = 200
 
 
 @dataclass
@@ -350,7 +354,9 @@ def name_tree(tree: Tree, units: Units, options: AnalysisOptions) -> None:
         from worker.pipeline import embed
         from worker.pipeline.names import NameOptions, NodeText, name_nodes
 
-        name_options = NameOptions(seed=options.seed)
+        # at most NAMING_BUDGET candidates embedded per job: fewer per node in a very large tree
+        per_node = min(NameOptions().n_candidates, max(8, NAMING_BUDGET // len(nodes)))
+        name_options = NameOptions(seed=options.seed, n_candidates=per_node)
 
         def encode(texts: list[str]) -> np.ndarray:
             vectors, _ = embed.embed_texts(texts, options.model, device=options.resolved_device,
@@ -358,10 +364,11 @@ def name_tree(tree: Tree, units: Units, options: AnalysisOptions) -> None:
                                            backend=options.embedding_backend())  # fmt: skip
             return vectors
 
-        texts = [naming_texts(n, units, name_options.n_texts) for n in nodes]
-        # a category's fallback name: from its first keywords only (the later ones are its themes' particulars)
-        described = [NodeText(t, n.unit_rows, n.parent if n.level > 1 else -1,
-                              n.keywords[: 4 if n.level == 1 else None]) for t, n in zip(texts, nodes)]  # fmt: skip
+        by_id = {n.id: n for n in nodes}
+        texts = [naming_texts(n, [by_id[c] for c in n.children if c in by_id] if n.level == 1 else [], units,
+                              name_options.n_texts) for n in nodes]  # fmt: skip
+        described = [NodeText(t, n.unit_rows, n.parent if n.level > 1 else -1, n.keywords,
+                              n_texts=CATEGORY_TEXTS if n.level == 1 else None) for t, n in zip(texts, nodes)]  # fmt: skip
         names = name_nodes(described, units.vectors, encode, name_options)
         distinct_from_parents(nodes, names)
     for node, name in zip(nodes, names):
@@ -369,16 +376,17 @@ def name_tree(tree: Tree, units: Units, options: AnalysisOptions) -> None:
 
 
 def distinct_from_parents(nodes: list[Theme], names: list[str]) -> None:
-    """Categories named by their subject words (:func:`~worker.pipeline.names.subject_name`), else by those of their
-    largest themes; a node named like its parent (same stems) renamed from its keywords, unlike its parent and its
-    siblings. In place; ``nodes`` parents first."""
+    """A category whose phrase shares no word with its first four keywords (a phrase of one of its themes, not what
+    they share) named by its subject words instead (:func:`~worker.pipeline.names.subject_name`), else by those of
+    its largest themes; a node named like its parent (same stems) renamed from its keywords, unlike its parent and
+    its siblings. In place; ``nodes`` parents first."""
     from worker.pipeline.names import content_stems, keyword_names, subject_name
 
     taken: set[str] = set()
     name_of: dict[int, str] = {}
     by_id = {n.id: n for n in nodes}
     for i, node in enumerate(nodes):
-        if node.level == 1:
+        if node.level == 1 and not set(content_stems(names[i])) & set(content_stems(" ".join(node.keywords[:4]))):
             children = sorted((by_id[c] for c in node.children if c in by_id), key=lambda c: -c.size)
             leading = [c.keywords[0] for c in children if c.keywords]  # its largest themes' first keywords
             if subject := subject_name(node.keywords, taken) or subject_name(leading, taken):
@@ -391,14 +399,20 @@ def distinct_from_parents(nodes: list[Theme], names: list[str]) -> None:
         name_of[node.id] = names[i]
 
 
-def naming_texts(node: Theme, units: Units, n_texts: int) -> list[str]:
-    """The unit texts a node is named from, best first: its ``n_texts`` most activated units. None for a category:
-    its most activated units are its strongest theme's, whose phrases name that theme, not what the category's themes
-    share; categories are named from their keywords (:func:`distinct_from_parents`)."""
-    if node.level == 1:
-        return []
-    rows = node.unit_rows[np.argsort(-node.unit_activations, kind="stable")][:n_texts]
-    return [units.texts[r] for r in rows]
+def naming_texts(node: Theme, children: list[Theme], units: Units, n_texts: int) -> list[str]:
+    """The unit texts a node is named from, best first: its ``n_texts`` most activated units; for a category, its
+    themes' best units taken in turn (largest theme first, :func:`~worker.pipeline.names.interleave`), at most
+    :data:`CATEGORY_TEXTS`, so that its name draws on all its themes rather than on its strongest one."""
+    from worker.pipeline.names import interleave
+
+    def best(theme: Theme, n: int) -> list[str]:
+        rows = theme.unit_rows[np.argsort(-theme.unit_activations, kind="stable")][:n]
+        return [units.texts[r] for r in rows]
+
+    if not children:
+        return best(node, n_texts)
+    ordered = sorted(children, key=lambda c: -c.size)
+    return interleave([best(c, CATEGORY_TEXTS) for c in ordered], CATEGORY_TEXTS)
 
 
 def rate_cohesion(themes: list[Theme], embedded: Embedded) -> list[Theme]:

@@ -786,5 +786,5 @@ def subject_name(keywords: Sequence[str], taken: set[str]) -> str | None:
 
 
 def content_stems(name: str) -> tuple[str, ...]:
-    """The stems of a name's content words, in order: two names with the same ones say the same thing."""
+    """The stems of a name's content words (sorted): two names with the same ones say the same thing."""
     return _content_stems(name)
