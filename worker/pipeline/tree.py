@@ -139,8 +139,8 @@ def sub_theme_nodes(fine: Sequence[Theme], themes: Sequence[Theme], owner: np.nd
     ``max_sub_themes`` largest per theme). Ids not yet given (0)."""
     if not fine or not themes:
         return []
-    carried = _unit_matrix(themes, n_units)
-    finer = _unit_matrix(fine, n_units)
+    carried = incidence([t.unit_rows for t in themes], n_units)
+    finer = incidence([t.unit_rows for t in fine], n_units)
     overlap = np.asarray((finer.T @ carried).todense())
     kept: dict[int, list[Theme]] = {}
     for candidate, row in zip(fine, overlap):
@@ -164,10 +164,11 @@ def sub_theme_nodes(fine: Sequence[Theme], themes: Sequence[Theme], owner: np.nd
     return out
 
 
-def _unit_matrix(themes: Sequence[Theme], n_units: int) -> sp.csc_matrix:
-    rows = np.concatenate([t.unit_rows for t in themes])
-    cols = np.repeat(np.arange(len(themes)), [len(t.unit_rows) for t in themes])
-    return sp.csc_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_units, len(themes)))
+def incidence(sets: Sequence[np.ndarray], n_rows: int) -> sp.csc_matrix:
+    """Rows × sets 0/1 matrix: column j marks the rows of ``sets[j]`` (each row once per set)."""
+    rows = np.concatenate(sets) if len(sets) else np.zeros(0, dtype=np.int64)
+    cols = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
+    return sp.csc_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_rows, len(sets)))
 
 
 # ---------------------------------------------------------------- stable ids
@@ -195,12 +196,7 @@ def match_ids(nodes: Sequence[np.ndarray], previous: Mapping[int, np.ndarray], b
 
 
 def _jaccard(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_docs: int) -> np.ndarray:
-    def matrix(sets: Sequence[np.ndarray]) -> sp.csc_matrix:
-        rows = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
-        cols = np.repeat(np.arange(len(sets)), [len(s) for s in sets])
-        return sp.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_docs, len(sets)))
-
-    inter = np.asarray((matrix(a).T @ matrix(b)).todense())
+    inter = np.asarray((incidence(a, n_docs).T @ incidence(b, n_docs)).todense())
     sizes_a, sizes_b = np.array([len(s) for s in a]), np.array([len(s) for s in b])
     return inter / np.maximum(sizes_a[:, None] + sizes_b[None, :] - inter, 1)
 
