@@ -47,6 +47,10 @@ COMMANDS: dict[str, Command] = {
                     "PostgreSQL: answers by status class, no 5xx"),
     "load": Command("bench.load", "main", "concurrent uploads and job polling while both workers are busy: "
                     "latency percentiles, errors"),
+    "alerts": Command("bench.alerts_eval", "main", "a known subject planted at 1 %, 2 % and 5 % of one day's upload "
+                      "of airline tweets: does an alert name it; false alerts per upload without one"),
+    "segments": Command("bench.segments_eval", "main", "segment filters: theme list, tree and stats latency on a "
+                        "100k-comment PostgreSQL project; Dresses against the other clothing reviews (compare)"),
 }
 
 

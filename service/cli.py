@@ -30,6 +30,9 @@ def analyze_command(
     rating_column: Annotated[Optional[str], typer.Option(help="Column with a numeric rating.")] = None,
     date_column: Annotated[Optional[str], typer.Option(help="Column with a date.")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Column with a document id.")] = None,
+    keep_columns: Annotated[Optional[str], typer.Option(help="Comma-separated columns to keep as metadata (default: "
+                                                        "every other column; 'none': none); written to "
+                                                        "documents.csv.")] = None,  # fmt: skip
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     seed: Annotated[int, typer.Option(help="Random seed: same file and seed give the same themes.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -48,7 +51,9 @@ def analyze_command(
     settings = get_settings()
     if not file.is_file():
         fail(f"no such file: {file}")
-    columns = ColumnMap(text=text_column, id=id_column, rating=rating_column, date=date_column)
+    keep = None if keep_columns is None else [] if keep_columns.strip().lower() == "none" else \
+        [c.strip() for c in keep_columns.split(",") if c.strip()]  # fmt: skip
+    columns = ColumnMap(text=text_column, id=id_column, rating=rating_column, date=date_column, keep=keep)
     try:
         ingested = read_csv(file, columns)
     except IngestError as exc:
@@ -66,6 +71,7 @@ def analyze_command(
     from worker.analysis_options import from_settings
     from worker.pipeline.analyze import STAGES, analyze
     from worker.pipeline.embed_cache import EmbeddingCache
+    from worker.pipeline.metadata import describe_columns
     from worker.pipeline.output import write_output_files
 
     options = from_settings(settings, model=model, device=device, seed=seed, n_latents=n_latents, k=k)
@@ -73,7 +79,9 @@ def analyze_command(
         progress("ingest", 1.0)
         result = analyze(ingested.documents, options, progress=progress, cache=EmbeddingCache(settings.cache_dir),
                          counts=ingested.counts)  # fmt: skip
-        paths = write_output_files(out, result.document, result.nodes, result.documents, result.spans)
+        result.document["metadata"]["columns"] = describe_columns(ingested.metadata)
+        paths = write_output_files(out, result.document, result.nodes, result.documents, result.spans,
+                                   ingested.metadata)  # fmt: skip
         progress("files", 1.0)
     print_themes(result.document, top)
     print_tree(result.document, tree_top)

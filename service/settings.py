@@ -66,6 +66,31 @@ class Settings(BaseSettings):
     theme_levels: bool = Field(True, description="Also train an SAE of twice the dictionary size for the tree's "
                                "sub-themes (worker/pipeline/tree.py; about 2x the SAE time).")
 
+    public_url: str | None = Field(None, description="The API's address as people reach it (e.g. "
+                                   "https://themes.example.com): links in webhook payloads start with it; default: "
+                                   "links are paths.")
+    webhook_allow_private: bool = Field(False, description="Allow webhook URLs whose host is or resolves to a "
+                                        "private, loopback, link-local or otherwise non-public address, and plain "
+                                        "http:// URLs (a receiver on this machine or network).")
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds one webhook delivery attempt may take.")
+    webhook_backoff_seconds: float = Field(10.0, gt=0, description="Wait before the second attempt of a failed "
+                                           "webhook delivery; doubled for each attempt after it.")
+    webhook_max_attempts: int = Field(8, ge=1, description="Attempts of one webhook delivery before it is failed.")
+    webhook_resend_after: float = Field(300.0, gt=0, description="Seconds a pending webhook delivery may wait past "
+                                        "its due time before a worker's watchdog sends its task again (a lost "
+                                        "message, a worker killed mid-delivery).")
+    webhooks_per_project: int = Field(20, ge=1, description="Most webhooks one project may have.")
+
+    alert_min_count: int = Field(10, ge=1, description="Fewest comments of a node in the window (and, for a "
+                                 "sentiment drop, before it) for an alert on it.")
+    alert_fdr: float = Field(0.01, gt=0, le=1, description="False discovery rate of the spike and sentiment drop "
+                             "tests (Benjamini-Hochberg across the nodes of one window): an alert needs q below it.")
+    alert_min_lift: float = Field(2.0, ge=1, description="Fewest times a node's share of the window must be its share "
+                                  "before it for a spike or a new theme alert.")
+    alert_min_drop: float = Field(0.2, gt=0, le=2, description="Smallest fall of a node's mean sentiment (scale -1..1) "
+                                  "for a sentiment drop alert.")
+    alert_max_per_job: int = Field(3, ge=0, description="Most alerts one job makes, strongest first; 0: none.")
+
     seed: int = 0
 
     @property

@@ -64,6 +64,9 @@ def test_analyze_writes_every_output_deterministically(sample_csv, tmp_path, mon
     assert all(0 <= s < e <= len(texts[d]) for d, s, e in zip(spans.doc_id, spans.span_start, spans.span_end))
     docs = pd.read_csv(tmp_path / "a" / "documents.csv")
     assert len(docs) == meta["n_documents"] and docs["sentiment_label"].isin(["negative", "neutral", "positive"]).all()
+    # every other column of the file is kept as metadata, after the fixed columns
+    assert list(docs.columns)[-2:] == ["theme", "mood"]
+    assert [(c["name"], c["type"]) for c in meta["columns"]] == [("theme", "category"), ("mood", "category")]
     # themes group comments about one subject: the best theme for each fixture subject is mostly about it
     truth = pd.read_csv(sample_csv, dtype={"id": str}).set_index("id")["theme"]
     purity = [long[long.theme_id == t["id"]]["doc_id"].map(truth).value_counts(normalize=True).iloc[0]
@@ -106,10 +109,13 @@ def test_analyze_cp1252_semicolon_bom(tmp_path, sample_frame, monkeypatch):
     frame = sample_frame.head(60).assign(text=lambda f: f["text"] + " – café €")
     path = tmp_path / "export.csv"
     path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(sep=";", index=False).encode("cp1252"))
-    result = run("analyze", str(path), "--text-column", "text", "--out", str(tmp_path / "out"))
+    result = run("analyze", str(path), "--text-column", "text", "--out", str(tmp_path / "out"),
+                 "--keep-columns", "mood,rating")  # fmt: skip
     assert result.returncode == 0, result.stderr
     docs = pd.read_csv(tmp_path / "out" / "documents.csv")
     assert docs["text"].str.endswith("– café €").all()
+    # the unmapped rating is metadata here, named like a fixed column: suffixed
+    assert list(docs.columns)[-2:] == ["rating (metadata)", "mood"] and docs["rating"].isna().all()
     document = json.loads((tmp_path / "out" / "themes.json").read_text(encoding="utf-8"))
     assert document["metadata"]["tree"]["sub_themes"] is False and document["sub_themes"] == []
     assert document["categories"] and all(c["children"] for c in document["categories"])
@@ -123,6 +129,13 @@ def test_missing_column_is_one_line(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "'comment' not found" in lines[0] and "'Review Text', 'Rating'" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_kept_column_is_one_line(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text,Store\nnice,Paris\nslow,Lyon\n")
+    result = run("analyze", str(path), "--keep-columns", "Store,Country")
+    assert result.returncode == 2 and "'Country' not found" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_file(tmp_path):

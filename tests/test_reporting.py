@@ -94,6 +94,18 @@ def count(conn, sql: str) -> int:
     return conn.execute(sql).fetchone()[0]
 
 
+def publish_an_alert(project_id: str) -> None:
+    """A made-up alert of the project's job (a project's first job has none: tests/test_alerts.py makes real ones),
+    published."""
+    from service.storage.reporting_schema import publish_reporting
+    from service.storage.session import session_scope
+    from tests.test_alerts import add_alert
+
+    add_alert(project_id)
+    with session_scope() as session:
+        assert publish_reporting(session, project_id, ("alerts",))
+
+
 def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     from tests.api_helpers import make_client, new_key
     from tests.test_theme_edits import run_job
@@ -103,6 +115,8 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     _, alice_project = run_job(None, tenant="alice", seed=0)
     _, bob_project = run_job(None, tenant="bob", seed=1)
     admin = psycopg.connect(POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + postgres["name"], autocommit=True)
+    publish_an_alert(alice_project)
+    publish_an_alert(bob_project)
     for name in ("projects", *REPORT_COLUMNS):
         per_project = dict(admin.execute(f"SELECT project_id, count(*) FROM reporting.{name} GROUP BY 1").fetchall())
         assert per_project.get(alice_project, 0) > 0 and per_project.get(bob_project, 0) > 0, name
@@ -124,8 +138,8 @@ def test_published_tables_and_a_tenant_role_sees_only_its_rows(postgres):
     assert count(admin, "SELECT count(*) FROM reporting.document_themes WHERE theme_id = 5 "
                         f"AND project_id = '{alice_project}'") == 0  # fmt: skip
     # schema version 2: span_themes (the merged theme's spans under the theme it was merged into, once each) and
-    # span_count, which counts them; version 3: the tree
-    assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 3
+    # span_count, which counts them; version 3: the tree; version 4: metadata and alerts
+    assert count(admin, f"SELECT schema_version FROM reporting.projects WHERE project_id = '{alice_project}'") == 4
     spans = admin.execute('SELECT s.theme_id, s.doc_id, s.span_index, s.span_start, s.span_end, d.text '
                           "FROM reporting.span_themes s JOIN reporting.documents d USING (project_id, doc_id) "
                           "WHERE s.project_id = %s", (alice_project,)).fetchall()  # fmt: skip
@@ -229,7 +243,7 @@ def test_upgrades_grant_roles_made_before_them():
             conn.execute(f'SET ROLE "{role}"')  # the policy: the role's tenant's rows only
             assert conn.execute("SELECT tenant_id FROM reporting.span_themes").fetchall() == [("tenant-1",)]
             conn.execute("RESET ROLE")
-        command.upgrade(config, "head")
+        command.upgrade(config, "0008")
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT to_regclass('reporting.theme_groups')").fetchone()[0] is None
             assert last_column(conn, "themes") == "parent_id" and readable(conn, role, "reporting.theme_tree")

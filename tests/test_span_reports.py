@@ -34,7 +34,7 @@ def project(postgres):  # noqa: F811 - the fixture imported above
 def csv_report(client, headers, project_id, name) -> tuple[list[str], list[dict]]:
     response = client.get(f"/v1/projects/{project_id}/reports/{name}.csv", headers=headers)
     assert response.status_code == 200, response.text
-    assert response.headers["x-report-schema-version"] == "3"
+    assert response.headers["x-report-schema-version"] == "4"
     reader = csv.DictReader(io.StringIO(response.text))
     return list(reader.fieldnames or []), list(reader)
 
@@ -83,11 +83,11 @@ def test_span_themes_report_csv_parquet_and_reporting_schema(project):
     assert csv_report(client, headers, project_id, "themes")[0][-3:] == ["span_count", "name", "parent_id"]
 
     response = client.get(f"/v1/projects/{project_id}/reports/span_themes.parquet", headers=headers)
-    assert response.status_code == 200 and response.headers["x-report-schema-version"] == "3"
+    assert response.status_code == 200 and response.headers["x-report-schema-version"] == "4"
     table = pq.read_table(io.BytesIO(response.content))
     assert table.column_names == SPAN_THEMES_COLUMNS
     assert [str(f.type) for f in table.schema] == ["string", "int64", "int64", "int64", "int64", "double"]
-    assert table.schema.metadata[b"feedback_themes.schema_version"] == b"3"
+    assert table.schema.metadata[b"feedback_themes.schema_version"] == b"4"
     assert list(zip(*table.to_pydict().values())) == spans
 
     published = admin.execute('SELECT doc_id, span_index, span_start, span_end, theme_id, activation FROM '

@@ -17,9 +17,11 @@ from worker.pipeline.output import theme_record
 from worker.pipeline.sentiment import aggregate, label_scores, score_texts
 from worker.pipeline.spans import SpanOptions, Spans, split_spans
 from worker.pipeline.themes import Theme
+from worker.pipeline.ingest import IngestResult
 from worker.runner import (
     project_documents,
     store_documents,
+    store_metadata,
     store_results,
     store_sentiment,
 )
@@ -90,7 +92,8 @@ SUB_THEME = 2_000_001  # under theme 3: its first half
 
 
 def run_job(project: str | None, tenant: str = "alice", previous: str | None = None, seed: int = 0) -> tuple[str, str]:
-    """A job as the worker stores it: documents, sentiment, spans, a theme tree (made up here: two categories over
+    """A job as the worker stores it: documents (with a metadata column, Channel: app for the last 40 comments, else
+    web), sentiment, spans, a theme tree (made up here: two categories over
     the four themes, one sub-theme of theme 3; each theme carried by the spans holding its sentence),
     store_results."""
     docs, members = make_documents(seed=seed)
@@ -101,6 +104,8 @@ def run_job(project: str | None, tenant: str = "alice", previous: str | None = N
         job.status = "running"
         job_id, project_id = job.id, job.project_id
     store_documents(project_id, job_id, docs)
+    channel = pd.DataFrame({"Channel": np.where(np.arange(len(docs)) >= 200, "app", "web")})  # metadata
+    store_metadata(project_id, job_id, docs["doc_id"].tolist(), IngestResult(docs, metadata=channel))
     frame = scored_documents(project_id)
     position = {d: i for i, d in enumerate(frame["doc_id"])}
     texts = frame["text"].tolist()
@@ -329,13 +334,15 @@ def test_tenants_and_report_tokens(project):
 def test_report_formats(project):
     import pyarrow.parquet as pq
 
+    from tests.test_alerts import add_alert
     from worker.pipeline.output import REPORT_COLUMNS
 
     client, headers, project_id = project
+    add_alert(project_id)  # a project's first job has no alerts: one made up, so that every report has a row
     for name, spec in REPORT_COLUMNS.items():
         response = client.get(f"/v1/projects/{project_id}/reports/{name}.parquet", headers=headers)
         assert response.status_code == 200, response.text
-        assert response.headers["x-report-schema-version"] == "3"
+        assert response.headers["x-report-schema-version"] == "4"
         table = pq.read_table(io.BytesIO(response.content))
         assert table.column_names == [c for c, _ in spec] and table.num_rows > 0
         assert report(client, headers, project_id, name)[0].keys() == set(table.column_names)

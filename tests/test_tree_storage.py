@@ -194,7 +194,7 @@ def migrate(url: str, engine: sa.Engine, between=lambda: None) -> None:  # type:
         assert sa.inspect(conn).has_table("theme_groups") is False
     command.downgrade(config, "0007")
     check_downgraded(engine)
-    command.upgrade(config, "head")
+    command.upgrade(config, "0008")
     check_tree(engine)
 
 
@@ -263,6 +263,11 @@ def test_migration_0008_on_postgresql():
             assert last_column(conn, "themes") == "span_count"
             assert "version 2" in conn.execute("SELECT obj_description('reporting.themes'::regclass)").fetchone()[0]
         command.upgrade(alembic_config(url), "head")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert "version 4" in conn.execute("SELECT obj_description('reporting.themes'::regclass)").fetchone()[0]
+            for table in ("document_attributes", "alerts"):  # 0009
+                assert readable(conn, role, f"reporting.{table}")
+                assert columns(conn, table) == ["tenant_id", "project_id", *(c for c, _ in REPORT_COLUMNS[table])]
     finally:
         engine.dispose()
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -450,7 +455,7 @@ def report(client, headers, project_id: str, name: str) -> list[dict]:  # type: 
 
     response = client.get(f"/v1/projects/{project_id}/reports/{name}.csv", headers=headers)
     assert response.status_code == 200, response.text
-    assert response.headers["x-report-schema-version"] == "3"
+    assert response.headers["x-report-schema-version"] == "4"
     return list(csv.DictReader(io.StringIO(response.text)))
 
 
@@ -490,7 +495,7 @@ def test_tree_reports(tree):
         table = pq.read_table(io.BytesIO(response.content))
         assert table.column_names == [c for c, _ in REPORT_COLUMNS[name]] and table.num_rows == len(
             rows if name == "theme_tree" else links)  # fmt: skip
-        assert table.schema.metadata[b"feedback_themes.schema_version"] == b"3"
+        assert table.schema.metadata[b"feedback_themes.schema_version"] == b"4"
 
 
 def test_impact_per_level_and_trends_for_every_node(tree):

@@ -273,6 +273,15 @@ def _compact(record: dict, children: list[dict]) -> dict:
 
 
 PROJECT = {"id": "p1", "name": "Shop", "n_documents": 200, "n_themes": 3}
+CHANNEL = {"name": "Channel", "type": "category", "distinct_values": 2, "filled": 200, "segment": True,
+           "values": [{"value": "web", "count": 160}, {"value": "app", "count": 40}]}  # fmt: skip
+SEGMENT_QUERY = "segment=Channel%3Dapp"
+ALERT = {"id": 7, "kind": "spike", "window": "batch", "theme": {"id": 3, "level": 2, "name": HOSTILE},
+         "title": f"Spike: “{HOSTILE}” is 20.0 % of this upload vs 5.0 % before (×4.0)",
+         "figures": {"count": 20, "n": 100, "share": 0.2, "baseline_share": 0.05, "lift": 4.0, "q_value": 1e-05},
+         "examples": [{"doc_id": "D1", "text": HOSTILE + " again"}, {"doc_id": "D2", "text": "late"},
+                      {"doc_id": "D3", "text": "third, not shown"}],
+         "created_at": "2026-11-30T12:00:00Z", "project_id": "p1", "job_id": "j2"}  # fmt: skip
 
 
 class StubApi:
@@ -291,6 +300,7 @@ class StubApi:
                    _record(2_000_002, 3, "No tracking updates", 20, -0.5)]  # fmt: skip
         self.records = {r["id"]: r for r in records}
         self.patches: list[tuple[int, dict]] = []
+        self.queries: list[tuple[str, str]] = []  # (path, query) of every /v1 request
 
     def tree(self, include_hidden: bool) -> dict:
         def compact(node_id: int) -> dict:
@@ -311,10 +321,19 @@ class StubApi:
             return 200, {"projects": [PROJECT], "next_cursor": None}
         if path == "/v1/projects/p1":
             return 200, PROJECT
+        segment = SEGMENT_QUERY in query
+        if path == "/v1/projects/p1/columns":
+            return 200, {"columns": [CHANNEL, {"name": "Note", "type": "text", "distinct_values": 5000, "filled": 9,
+                                               "segment": False}]}  # fmt: skip
         if path == "/v1/projects/p1/themes":
-            return 200, {"metadata": {}, "themes": sorted(themes, key=lambda r: -r["size"]), "next_cursor": None}
+            if segment:  # the app channel: a third of each theme, the largest one absent
+                themes = [{**t, "size": t["size"] // 3} for t in themes if t["id"] != 4]
+            metadata = {"segment": {"conditions": ["Channel=app"], "n_documents": 40}} if segment else {}
+            return 200, {"metadata": metadata, "themes": sorted(themes, key=lambda r: -r["size"]), "next_cursor": None}
         if path == "/v1/projects/p1/tree":
             return 200, self.tree("include_hidden=true" in query)
+        if path == "/v1/projects/p1/alerts":
+            return 200, {"alerts": [ALERT], "next_cursor": None}
         if path == "/v1/projects/p1/trends":
             return 200, {"period": None, "periods": [], "totals": [], "themes": []}
         if path == "/v1/projects/p1/stats":
@@ -338,6 +357,8 @@ class StubApi:
 
         request = route.request
         path, query = urlsplit(request.url).path, urlsplit(request.url).query
+        if path.startswith("/v1/"):
+            self.queries.append((path, query))
         if path == "/" or path.startswith("/static/"):
             file = self.web / ("index.html" if path == "/" else path.removeprefix("/static/"))
             headers = {**self.security, "Content-Type": self.types[file.suffix]}
@@ -346,10 +367,9 @@ class StubApi:
         route.fulfill(status=status, body=json.dumps(data), headers={"Content-Type": "application/json"})
 
 
-def test_tree_renders_expands_and_renames_in_chromium(browser):
-    """The page's tree against a stubbed API (no service): categories collapsed, opened and closed from the keyboard,
-    names (never labels) everywhere, a hostile name shown as text, a category renamed through the page."""
-    stub = StubApi()
+def open_stub_project(browser, stub: StubApi) -> tuple:  # type: ignore[no-untyped-def]
+    """A page over the stubbed API with the key given and project p1 opened; the page and its errors (console errors
+    and uncaught exceptions)."""
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page()
     errors: list[str] = []
@@ -363,6 +383,14 @@ def test_tree_renders_expands_and_renames_in_chromium(browser):
     page.select_option("#project", "p1")
     page.click("#open-project")
     page.wait_for_selector("#explorer:not([hidden]) #theme-tree > li")
+    return page, errors
+
+
+def test_tree_renders_expands_and_renames_in_chromium(browser):
+    """The page's tree against a stubbed API (no service): categories collapsed, opened and closed from the keyboard,
+    names (never labels) everywhere, a hostile name shown as text, a category renamed through the page."""
+    stub = StubApi()
+    page, errors = open_stub_project(browser, stub)
 
     categories = page.locator("#theme-tree > li")
     assert categories.count() == 2
@@ -371,6 +399,11 @@ def test_tree_renders_expands_and_renames_in_chromium(browser):
     assert first.locator(":scope > .node-row .theme-link").text_content() == HOSTILE  # literally, as text
     assert page.locator("#explorer img, #explorer i, #explorer script").count() == 0
     assert page.evaluate("() => window.__xss") is None
+    alert = page.locator("#alerts > li")  # the alerts panel: the same hostile name, as text
+    assert alert.count() == 1 and alert.locator(".alert-theme").text_content() == HOSTILE
+    assert alert.locator(".alert-title").text_content() == ALERT["title"]
+    assert alert.locator(".comments > li").count() == 2 and HOSTILE in alert.locator(".comments").text_content()
+    assert "×4.0" in alert.locator(".alert-figures").text_content()
     assert "120" in first.locator(":scope > .node-row").text_content()
     assert "60.0%" in first.locator(":scope > .node-row").text_content()
     assert first.locator(":scope > .node-row .mood").text_content() == "mean sentiment: -0.42"  # the label: unseen
@@ -459,3 +492,32 @@ def test_page_and_static_files_are_served_safely(tmp_path, monkeypatch):
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script
     assert "Chart.js v4" in client.get("/static/vendor/chart.umd.min.js").text[:100]
     get_settings.cache_clear()
+
+
+def test_segment_filter_in_chromium(browser):
+    """The page's segment bar against a stubbed API: a project's segment columns offered (free text is not), a
+    value chosen, every view asked for that segment, the summary and table showing its figures; then all again."""
+    stub = StubApi()
+    page, errors = open_stub_project(browser, stub)
+    page.wait_for_selector("#segment-form:not([hidden])")
+    assert page.locator("#segment-column option").all_text_contents() == ["All comments", "Channel (2)"]
+    page.select_option("#segment-column", "Channel")
+    assert page.locator("#segment-value option").all_text_contents() == ["web (160)", "app (40)"]
+    page.select_option("#segment-value", "app")
+    stub.queries.clear()
+    page.click("#segment-apply")
+    page.wait_for_function("() => document.getElementById('project-summary').textContent.includes('Channel=app')")
+    assert "40 comments" in page.text_content("#project-summary")
+    asked = {path.rsplit("/", 1)[-1] for path, query in stub.queries if SEGMENT_QUERY in query}
+    assert {"themes", "tree", "trends", "stats"} <= asked, stub.queries
+    assert page.locator("#themes-table tbody .theme-link").all_text_contents() == ["Late parcels", "Rude couriers"]
+    assert page.is_visible("#segment-clear")
+    page.screenshot(path=str(ARTIFACTS / "web-segment.png"))
+    page.locator("#themes-table tbody .theme-link").first.click()  # a theme's comments: of the segment too
+    page.wait_for_selector("#theme-view:not([hidden])")
+    assert any(path.endswith("/themes/3") and SEGMENT_QUERY in query for path, query in stub.queries)
+    page.click("#back")
+    page.click("#segment-clear")
+    page.wait_for_function("() => document.querySelectorAll('#themes-table tbody .theme-link').length === 3")
+    assert "segment" not in page.text_content("#project-summary") and page.is_hidden("#segment-clear")
+    assert not errors, errors

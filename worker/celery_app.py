@@ -15,6 +15,7 @@ CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
 RUN_JOB = "feedback_themes.run_job"
 EMBED_CHUNK = "feedback_themes.embed_chunk"
 ANALYZE = "feedback_themes.analyze"
+DELIVER_WEBHOOK = "feedback_themes.deliver_webhook"  # one webhook delivery, on the cpu queue
 
 
 def heavy_queue(settings: Settings) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.storage.models import Job, JobChunk, utcnow
 from service.storage.session import session_scope
+from service.storage.webhooks import queue_job_events
 
 log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
@@ -119,9 +120,13 @@ def unsend_analysis(job_id: str) -> None:
 
 
 def fail_job(job_id: str, body: dict[str, Any]) -> None:
-    """End the job ``failed`` with a problem object (unless it already succeeded)."""
+    """End the job ``failed`` with a problem object (unless it already succeeded); a job that was not failed already
+    queues its ``job.failed`` webhook deliveries (sent by the caller: ``worker.webhooks.send_job_deliveries``)."""
     with session_scope() as session:
-        session.execute(
+        was = session.scalar(select(Job.status).where(Job.id == job_id))
+        ended = session.execute(
             update(Job).where(Job.id == job_id, Job.status != "succeeded")
             .values(status="failed", error=body, finished_at=utcnow())
-        )  # fmt: skip
+        ).rowcount  # fmt: skip
+        if ended and was != "failed":
+            queue_job_events(session, job_id)

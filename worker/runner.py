@@ -24,13 +24,17 @@ from sqlalchemy import delete, func, insert, select, update
 from service.metrics import observe_stage
 from service.problems import problem
 from service.settings import get_settings
+from service.storage.alerts import store_job_alerts
+from service.storage.attributes import refresh_project_columns, store_attributes
 from service.storage.derived import refresh_derived
 from service.storage.embeddings import DatabaseEmbeddingCache
 from service.storage.models import Document, DocumentTheme, Job, Project, SpanTheme, ThemeRow, utcnow
 from service.storage.reporting_schema import publish_reporting
 from service.storage.session import session_scope
+from service.storage.webhooks import queue_job_events
 from worker.analysis_options import from_settings
 from worker.pipeline.ingest import ColumnMap, IngestError, IngestResult, from_records, read_csv, require_distinct_texts
+from worker.pipeline.metadata import describe_columns
 from worker.pipeline.spans import Spans, cuts_comments, split_spans
 from worker.pipeline.tree import LEVEL_CATEGORY, LEVEL_SUB_THEME, LEVEL_THEME
 
@@ -102,6 +106,7 @@ def ingest(job_id: str) -> int:
     generated = ingested.generated_ids  # row numbers get the job's prefix, so later uploads never collide
     docs = docs.assign(doc_id=[f"{job_id[:8]}-{d}" if g else d for d, g in zip(docs["doc_id"], generated)])
     store_documents(project_id, job_id, docs)
+    metadata_columns = store_metadata(project_id, job_id, docs["doc_id"].tolist(), ingested)
     cut = project_cuts_comments(project_id)
     texts = distinct_texts(job_id, cut)
     size = get_settings().embedding_chunk_size
@@ -109,6 +114,7 @@ def ingest(job_id: str) -> int:
     with session_scope() as session:
         job = session.get(Job, job_id)
         job.counts = {**ingested.counts, "unique_texts": len(texts), "cut_spans": cut}
+        job.metadata_columns = metadata_columns
         job.n_chunks = n_chunks
     set_stage(job_id, "ingest", 1.0)
     return n_chunks
@@ -132,6 +138,16 @@ def store_documents(project_id: str, job_id: str, docs: pd.DataFrame) -> None:
                                        Document.doc_id.in_([r["doc_id"] for r in batch]))
             )  # fmt: skip
             session.execute(insert(Document), batch)
+
+
+def store_metadata(project_id: str, job_id: str, doc_ids: list[str], ingested: IngestResult) -> list[dict[str, Any]]:
+    """Store the upload's metadata cells per comment and type the project's columns again over all its comments;
+    return this upload's columns, typed over its rows."""
+    cells = ingested.metadata if ingested.metadata is not None else pd.DataFrame(index=range(len(doc_ids)))
+    with session_scope() as session:
+        store_attributes(session, project_id, job_id, doc_ids, cells)
+        refresh_project_columns(session, project_id, list(cells.columns))
+    return describe_columns(cells)
 
 
 def project_cuts_comments(project_id: str) -> bool:
@@ -253,7 +269,8 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
     previous_nodes = previous_memberships(previous_job, docs["id"].to_numpy()) if previous_job else None
     # Every text is in the shared cache by now (earlier jobs' too): nothing is re-embedded.
     result = analyze(docs, from_settings(settings), progress=job_progress(job_id), cache=DatabaseEmbeddingCache(),
-                     previous_sae=previous_sae, previous_nodes=previous_nodes)  # fmt: skip
+                     previous_sae=previous_sae, previous_nodes=previous_nodes,
+                     recent=upload_rows(job_id, docs["id"]) if previous_job else None)  # fmt: skip
     for stage in ("sentiment", "train", "themes"):
         observe_stage(stage, result.seconds[stage])
     store_sentiment(docs, result.documents)
@@ -268,6 +285,13 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
              len(result.document.get("categories", [])), len(result.document["themes"]),
              len(result.document.get("sub_themes", [])))  # fmt: skip
     return result.document["metadata"]
+
+
+def upload_rows(job_id: str, document_ids: pd.Series) -> np.ndarray:
+    """Per analysed document (``document_ids``: database ids in order), whether it is of this job's upload."""
+    with session_scope() as session:
+        own = session.scalars(select(Document.id).where(Document.job_id == job_id)).all()
+    return document_ids.isin(own).to_numpy()
 
 
 def previous_memberships(previous_job: str, document_ids: np.ndarray) -> dict[int, np.ndarray]:
@@ -319,8 +343,8 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
         if rows:
             session.execute(insert(ThemeRow), rows)
         ids = docs["id"].to_numpy()
-        links = [{"job_id": job_id, "theme_id": t.id, "document_id": int(ids[m]), "activation": round(float(a), 4)}
-                 for t in themes for m, a in zip(t.members, t.activations)]  # fmt: skip
+        links = [{"job_id": job_id, "theme_id": t.id, "document_id": int(ids[m]), "activation": round(float(a), 4),
+                  "sentiment": s} for t in themes for m, a, s in zip(t.members, t.activations, member_scores(t))]  # fmt: skip
         for start in range(0, len(links), 5000):
             session.execute(insert(DocumentTheme), links[start : start + 5000])
         # spans of themes and sub-themes: a category's are its themes'
@@ -330,6 +354,7 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
         for start in range(0, len(span_links), 5000):
             session.execute(insert(SpanTheme), span_links[start : start + 5000])
         refresh_derived(session, job_id, seed=get_settings().seed)  # impact, trends, emerging, the project's merges
+        store_job_alerts(session, job_id)  # what changed in this upload (worker/pipeline/alerts.py)
         meta = {**document["metadata"], "counts": counts}
         held = [Job.owner == owner] if owner is not None else []
         ended = session.execute(
@@ -339,8 +364,17 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
         ).rowcount  # fmt: skip
         if ended != 1:
             raise JobGone(job_id)  # finished, or taken over by another task: roll back, store nothing
+        queue_job_events(session, job_id)  # its webhook deliveries, sent once this commits (worker/tasks.py)
         session.execute(update(Project).where(Project.id == project_id).values(current_job_id=job_id, sae_path=sae_dir))
         publish_reporting(session, project_id)  # PostgreSQL: the report tables into `reporting`, in this transaction
+
+
+def member_scores(node: Any) -> list[float | None]:
+    """Each member comment's sentiment in the node (None where the analysis gave none: read as the comment's)."""
+    scores = getattr(node, "member_sentiment", None)
+    if scores is None or len(scores) != len(node.members):
+        return [None] * len(node.members)
+    return [round(float(s), 4) for s in scores]
 
 
 def span_rows(job_id: str, themes: list, ids: Any, spans: Spans) -> list[dict[str, Any]]:

@@ -24,8 +24,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from service.metrics import timed_stage
 from service.settings import get_settings
 from service.supervise import lower_priority
-from worker import liveness, runner
-from worker.celery_app import ANALYZE, EMBED_CHUNK, RUN_JOB, heavy_queue
+from worker import liveness, runner, webhooks
+from worker.celery_app import ANALYZE, DELIVER_WEBHOOK, EMBED_CHUNK, RUN_JOB, heavy_queue
 from worker.pipeline.ingest import IngestError
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class JobTask(Task):
         if job_id:
             try:
                 liveness.fail_job(job_id, runner.unexpected_problem(runner.job_stage(job_id), exc))
+                webhooks.send_job_deliveries(self.app, job_id)  # job.failed
             except Exception:  # noqa: BLE001 - the database is gone too: the watchdog sees the job later
                 log.warning("could not mark job %s failed", job_id, exc_info=True)
 
@@ -120,12 +121,14 @@ def run_job(self: Task, job_id: str) -> None:
         return
     except IngestError as exc:
         liveness.fail_job(job_id, runner.ingest_problem(exc))
+        webhooks.send_job_deliveries(self.app, job_id)  # job.failed
         return
     except DBAPIError as exc:
         _retry_if_transient(self, exc)
         if isinstance(exc, OperationalError):
             raise
         liveness.fail_job(job_id, runner.unexpected_problem("ingest", exc))
+        webhooks.send_job_deliveries(self.app, job_id)  # job.failed
         return
     queue = heavy_queue(settings)
     for index in sorted(set(range(n_chunks)) - liveness.done_chunks(job_id)):
@@ -165,8 +168,18 @@ def analyze_job(self: Task, job_id: str) -> None:
     try:
         with liveness.heartbeat(job_id, settings.job_heartbeat_seconds, owner):
             runner.analyze_job(job_id, owner)
+        webhooks.send_job_deliveries(self.app, job_id)  # job.succeeded and the job's alerts, now committed
     except runner.JobGone:
         log.info("job %s is gone or finished; nothing to do", job_id)
     except DBAPIError as exc:
         _retry_if_transient(self, exc)
         raise
+
+
+@shared_task(name=DELIVER_WEBHOOK, bind=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=2,
+             retry_backoff_max=60, retry_jitter=True, max_retries=8)  # fmt: skip
+def deliver_webhook(self: Task, delivery_id: str) -> None:
+    """One attempt of a webhook delivery (worker/webhooks.py); a failed one is sent again after its backoff."""
+    delay = webhooks.deliver(delivery_id, get_settings())
+    if delay is not None:
+        webhooks.send_task(self.app, delivery_id, countdown=delay)

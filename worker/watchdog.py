@@ -23,7 +23,7 @@ from service.problems import problem
 from service.settings import Settings
 from service.storage.models import Job, utcnow
 from service.storage.session import session_scope
-from worker import liveness
+from worker import liveness, webhooks
 from worker.celery_app import ANALYZE, CPU_QUEUE, EMBED_CHUNK, RUN_JOB, heavy_queue
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def redrive(celery, settings: Settings, job: Stalled, depths: dict[str, int]) ->
         return None
     if job.redrives >= settings.job_max_redrives:
         liveness.fail_job(job.id, lost_problem(job.id, job.redrives))
+        webhooks.send_job_deliveries(celery, job.id)  # job.failed
         log.error("job %s lost %d times: failed", job.id, job.redrives)
         return "failed"
     if step == "ingest":
@@ -132,5 +133,6 @@ class Watchdog:
         while not self.stopped.wait(self.settings.watchdog_interval):
             try:
                 scan(self.celery, self.settings)
+                webhooks.resend_stale(self.celery, self.settings)  # webhook deliveries whose task was lost
             except Exception as exc:  # noqa: BLE001 - a broker or database outage: try again next time
                 log.warning("watchdog scan failed: %s: %s", type(exc).__name__, str(exc)[:200])

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.api import logs, ratelimit, routes_jobs, routes_ops, routes_projects, routes_tree, routes_web
+from service.api import (
+    logs,
+    ratelimit,
+    routes_alerts,
+    routes_jobs,
+    routes_ops,
+    routes_projects,
+    routes_segments,
+    routes_tree,
+    routes_web,
+    routes_webhooks,
+)
 from service.api.errors import install_error_handlers
 from service.api.request_metrics import RequestMetrics
 from service.api.uploads import BodySizeLimit
@@ -32,6 +43,9 @@ def create_app() -> FastAPI:
     app.include_router(routes_projects.router)
     app.include_router(routes_tree.projects)  # the theme tree: /tree, /nodes/{id}, /nodes/{id}/children
     app.include_router(routes_tree.jobs)
+    app.include_router(routes_webhooks.router)  # webhooks and their deliveries
+    app.include_router(routes_segments.router)  # metadata columns, compare
+    app.include_router(routes_alerts.router)  # alerts after each job
     app.include_router(routes_web.router)  # the page at /, and the report tables
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     ratelimit.install(app, settings)  # 429 per key; problem answers documented in OpenAPI

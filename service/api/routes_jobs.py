@@ -12,8 +12,10 @@ from service.api import uploads
 from service.api.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import JobCreated, JobOut, ThemesPage
+from service.api.segments import SegmentDep
 from service.settings import Settings
-from service.storage.jobs import NewJob, create_job, fail_if_stalled, finished_job, job_metadata, requeue_failed_job
+from service.storage.jobs import NewJob, create_job, fail_if_stalled, finished_job, page_metadata, requeue_failed_job
+from service.storage.segments import Segment
 from service.storage.session import session_scope
 from service.storage.tenancy import job_for_tenant
 from service.storage.themes import themes_page
@@ -36,6 +38,8 @@ UPLOAD_BODY = {
                         "rating_column": {"type": "string"},
                         "date_column": {"type": "string"},
                         "id_column": {"type": "string"},
+                        "keep_columns": {"type": "string", "description": "Comma-separated columns to keep as "
+                                         "metadata (absent: every other column; `none`: none)"},
                         "project": {"type": "string", "description": "Project id; absent → a new project"},
                     },
                 }
@@ -106,7 +110,8 @@ def job_status(settings: Settings, tenant: str, job_id: str) -> JobOut:
         job = job_for_tenant(session, tenant, job_id)
         fail_if_stalled(session, settings, job)
         return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
-                      progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {}, error=job.error,
+                      progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {},
+                      metadata_columns=job.metadata_columns or [], error=job.error,
                       created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
 
 
@@ -132,8 +137,10 @@ def get_job_themes(
     cursor: Annotated[str | None, Query(max_length=40)] = None,
     sort: Literal["size", "sentiment"] = "size",
     order: Literal["asc", "desc"] = "desc",
+    segment: SegmentDep = Segment(),
 ) -> ThemesPage:
     job = finished_job(session, tenant, job_id)
     offset = decode_cursor(cursor)
-    themes, total = themes_page(session, job, sort, order, offset, limit)
-    return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))
+    themes, total, described = themes_page(session, job, sort, order, offset, limit, segment=segment)
+    return ThemesPage(metadata=page_metadata(job, total, described), themes=themes,
+                      next_cursor=next_cursor(offset, limit, total))  # fmt: skip

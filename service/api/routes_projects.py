@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.deps import SessionDep, TenantDep
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
+from service.api.segments import SegmentDep
 from service.storage.edits import edit_theme, list_edits, merge_themes, unmerge_theme
-from service.storage.jobs import job_metadata
+from service.storage.jobs import page_metadata
 from service.storage.reporting_schema import EDITED_TABLES, publish_reporting
+from service.storage.segments import Segment
 from service.storage.stats import project_stats, theme_trends_view
 from service.storage.tenancy import current_job, list_projects, project_for_tenant, project_summary
 from service.storage.themes import theme_detail, theme_members, themes_page
@@ -58,6 +60,7 @@ class ThemeEditOut(BaseModel):
 
 
 class TrendsOut(BaseModel):
+    segment: dict[str, Any] | None = None
     period: Literal["day", "week", "month"] | None
     periods: list[str]
     totals: list[int]
@@ -65,6 +68,7 @@ class TrendsOut(BaseModel):
 
 
 class StatsOut(BaseModel):
+    segment: dict[str, Any] | None = None
     documents: int
     sentiment: dict[str, int]
     sentiment_histogram: dict[str, list[Any]]
@@ -94,21 +98,24 @@ def get_project_themes(
     sort: Literal["size", "sentiment"] = "size",
     order: Literal["asc", "desc"] = "desc",
     include_hidden: IncludeHidden = False,
+    segment: SegmentDep = Segment(),
 ) -> ThemesPage:
     job = current_job(session, tenant, project_id)
     offset = decode_cursor(cursor)
-    themes, total = themes_page(session, job, sort, order, offset, limit, include_hidden)
-    return ThemesPage(metadata=job_metadata(job, total), themes=themes, next_cursor=next_cursor(offset, limit, total))
+    themes, total, described = themes_page(session, job, sort, order, offset, limit, include_hidden, segment)
+    return ThemesPage(metadata=page_metadata(job, total, described), themes=themes,
+                      next_cursor=next_cursor(offset, limit, total))  # fmt: skip
 
 
 @router.get("/{project_id}/themes/{theme_id}", response_model=ThemeDetail, summary="A theme with its member comments")
 def get_theme(
-    project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
-) -> ThemeDetail:
+    project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep, limit: Limit = 50,
+    cursor: Cursor = None, segment: SegmentDep = Segment(),
+) -> ThemeDetail:  # fmt: skip
     job = current_job(session, tenant, project_id)
-    theme = theme_detail(session, job, theme_id)
+    theme = theme_detail(session, job, theme_id, segment=segment)
     offset = decode_cursor(cursor)
-    members, total = theme_members(session, job.id, theme_id, offset, limit)
+    members, total = theme_members(session, job.id, theme_id, offset, limit, segment)
     return ThemeDetail(theme=theme, members=[Member(**m) for m in members],
                        next_cursor=next_cursor(offset, limit, total))  # fmt: skip
 
@@ -152,10 +159,10 @@ def get_edits(project_id: str, tenant: TenantDep, session: SessionDep) -> list[d
 @router.get("/{project_id}/trends", response_model=TrendsOut, summary="Each theme's comments and share per period")
 def get_trends(project_id: str, tenant: TenantDep, session: SessionDep,
                level: Annotated[int, Query(ge=1, le=3, description="1: categories, 2: themes, 3: sub-themes")] = 2,
-               ) -> dict[str, Any]:  # fmt: skip
-    return theme_trends_view(session, current_job(session, tenant, project_id), (level,))
+               segment: SegmentDep = Segment()) -> dict[str, Any]:  # fmt: skip
+    return theme_trends_view(session, current_job(session, tenant, project_id), (level,), segment)
 
 
 @router.get("/{project_id}/stats", response_model=StatsOut, summary="Comments by sentiment, and ratings")
-def get_stats(project_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return project_stats(session, project_for_tenant(session, tenant, project_id))
+def get_stats(project_id: str, tenant: TenantDep, session: SessionDep, segment: SegmentDep = Segment()) -> dict[str, Any]:
+    return project_stats(session, project_for_tenant(session, tenant, project_id), segment)

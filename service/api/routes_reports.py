@@ -49,7 +49,8 @@ from worker.pipeline.csv_cells import safe_cell
 
 router = APIRouter(prefix="/v1/projects", tags=["reports"])
 ReportName = Literal["themes", "document_themes", "span_themes", "documents", "theme_trends", "theme_impact",
-                     "theme_tree", "document_nodes"]  # fmt: skip
+                     "theme_tree", "document_nodes", "document_attributes",
+                     "alerts"]  # fmt: skip
 TokenQuery = Annotated[str | None, Query(max_length=100, description="A report token (instead of X-API-Key)")]
 
 

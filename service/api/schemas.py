@@ -10,12 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
+MetadataValue = str | int | float | bool | None
+
+
 class FeedbackItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(max_length=1_000_000)
     rating: float | None = None
     date: str | None = Field(None, max_length=100)
     id: str | None = Field(None, max_length=200)
+    metadata: dict[str, MetadataValue] | None = Field(None, max_length=100, description="Metadata columns of the "
+                                                      "comment (product, channel, country …): name → value")  # fmt: skip
 
 
 class FeedbackBatch(BaseModel):
@@ -32,6 +37,17 @@ class JobCreated(BaseModel):
     project_id: str
 
 
+class MetadataColumn(BaseModel):
+    """A metadata column: its type (category, number, date; text: too many distinct values to be a segment), its
+    distinct values and filled cells."""
+
+    name: str
+    type: Literal["category", "number", "date", "text"]
+    distinct_values: int
+    filled: int
+    segment: bool | None = Field(None, description="offered as a segment filter (in a project's columns)")
+
+
 class JobOut(BaseModel):
     id: str
     project_id: str
@@ -39,6 +55,8 @@ class JobOut(BaseModel):
     stage: str | None
     progress: float = Field(ge=0, le=1)
     counts: dict[str, Any]
+    metadata_columns: list[MetadataColumn] = Field(default_factory=list, description="this upload's metadata "
+                                                   "columns, typed over its rows (once ingested)")  # fmt: skip
     error: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
@@ -53,6 +71,8 @@ class ProjectOut(BaseModel):
     n_documents: int
     n_themes: int
     jobs: int
+    columns: list[MetadataColumn] = Field(default_factory=list, description="the project's metadata columns, "
+                                          "typed over all its comments")  # fmt: skip
 
 
 class ProjectList(BaseModel):

@@ -28,7 +28,8 @@ from worker.pipeline.ingest import (
 )
 
 COPY_CHUNK = 1024 * 1024
-FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "project")
+FORM_FIELDS = ("text_column", "rating_column", "date_column", "id_column", "keep_columns", "project")
+LONG_FIELDS = {"keep_columns": 4000}  # characters a field may have (others: 200)
 MIN_TEXTS = 2  # a new project's SAE needs at least two different comments to train on
 NAME_CHARS = 200  # projects.name
 _UNPRINTABLE = dict.fromkeys([*range(32), 127], " ")
@@ -106,7 +107,7 @@ async def _receive_csv(request: Request, settings: Settings, job_id: str) -> Upl
         raise ProblemError(422, "the form field 'text_column' is required (the column that holds the comments)",
                            "missing-text-column")  # fmt: skip
     columns = ColumnMap(text=fields["text_column"], id=fields["id_column"], rating=fields["rating_column"],
-                        date=fields["date_column"])  # fmt: skip
+                        date=fields["date_column"], keep=keep_columns(fields["keep_columns"]))  # fmt: skip
     path = settings.uploads_dir / f"{job_id}.csv"
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     await run_in_threadpool(_copy, upload, path, digest)
@@ -116,8 +117,26 @@ async def _receive_csv(request: Request, settings: Settings, job_id: str) -> Upl
     except (IngestError, ProblemError):
         path.unlink(missing_ok=True)
         raise
-    return Upload(job_id, path, "csv", columns.__dict__, digest.hexdigest(), fields["project"],
+    return Upload(job_id, path, "csv", column_fields(columns), digest.hexdigest(), fields["project"],
                   project_name(upload.filename))  # fmt: skip
+
+
+def keep_columns(value: str | None) -> list[str] | None:
+    """The ``keep_columns`` field: comma-separated column names to keep as metadata; absent: every column; ``none``:
+    no column."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def column_fields(columns: ColumnMap) -> dict[str, Any]:
+    """The column mapping as the job row stores it (``keep`` only when given)."""
+    fields = dict(columns.__dict__)
+    if fields["keep"] is None:
+        fields.pop("keep")
+    return fields
 
 
 def project_name(filename: str | None) -> str | None:
@@ -148,7 +167,7 @@ def _field(form: Any, name: str) -> str | None:
     if value is None or isinstance(value, UploadFile):
         return None
     value = str(value).strip()
-    if len(value) > 200:
+    if len(value) > LONG_FIELDS.get(name, 200):
         raise ProblemError(422, f"the form field {name!r} is too long", "validation-error")
     if "\x00" in value:
         raise ProblemError(422, f"the form field {name!r} contains a NUL character", "validation-error")

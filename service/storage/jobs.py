@@ -17,6 +17,7 @@ from service.settings import Settings
 from service.storage.errors import Conflict, InvalidInput
 from service.storage.models import Job, JobChunk, Project, utcnow
 from service.storage.tenancy import job_for_tenant, project_for_tenant
+from service.storage.webhooks import queue_job_events
 
 
 @dataclass
@@ -86,6 +87,14 @@ def job_metadata(job: Job, total_themes: int) -> dict[str, Any]:
     return meta
 
 
+def page_metadata(job: Job, total_themes: int, segment: dict[str, Any] | None) -> dict[str, Any]:
+    """A page's metadata: the job's, and with a segment filter the segment (its conditions, dates and comments)."""
+    meta = job_metadata(job, total_themes)
+    if segment is not None:
+        meta["segment"] = segment
+    return meta
+
+
 # ---------------------------------------------------------------- stalled jobs, retries
 
 
@@ -131,8 +140,10 @@ def fail_if_stalled(session: Session, settings: Settings, job: Job) -> None:
                    f"was lost; POST /v1/jobs/{job.id}/retry runs it again", "job-stalled")  # fmt: skip
     same_state = (Job.status == job.status, Job.progress == job.progress,
                   Job.stage.is_(None) if job.stage is None else Job.stage == job.stage)  # fmt: skip
-    session.execute(update(Job).where(Job.id == job.id, *same_state)
-                    .values(status="failed", error=body, finished_at=utcnow()))  # fmt: skip
+    failed = session.execute(update(Job).where(Job.id == job.id, *same_state)
+                             .values(status="failed", error=body, finished_at=utcnow())).rowcount  # fmt: skip
+    if failed:  # the project's webhooks hear of it (a worker's watchdog sends deliveries never sent)
+        queue_job_events(session, job.id)
     session.commit()
     session.refresh(job)
     WATCH.forget(job.id)

@@ -91,6 +91,9 @@ class Job(Base):
     owner: Mapped[str | None] = mapped_column(String(64), default=None)  # task id holding the ingest or analysis
     redrives: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     analyze_sent_at: Mapped[datetime | None] = mapped_column(default=None)  # every chunk done, analysis queued
+    # the upload's metadata columns (every column but text, rating, date and id that was kept), typed over this
+    # upload's rows: [{"name", "type", "distinct_values", "filled"}] (worker/pipeline/metadata.py)
+    metadata_columns: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class JobChunk(Base):
@@ -113,6 +116,36 @@ class Document(Base):
     date: Mapped[datetime | None] = mapped_column(default=None)
     sentiment_score: Mapped[float | None] = mapped_column(Float, default=None)
     sentiment_label: Mapped[str | None] = mapped_column(String(8), default=None)
+
+
+class DocumentAttribute(Base):
+    """A metadata value of a comment (a column of its upload that is not its text, rating, date or id): the cell as
+    text, and as a number and as a date where it reads as one (the column's type, ``ProjectColumn.type``, decides
+    which a filter uses)."""
+
+    __tablename__ = "document_attributes"
+    __table_args__ = (Index("ix_document_attributes_lookup", "project_id", "name", "value"),
+                      Index("ix_document_attributes_number", "project_id", "name", "number"))  # fmt: skip
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(500))
+    number: Mapped[float | None] = mapped_column(Float, default=None)
+    date: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProjectColumn(Base):
+    """A metadata column of a project, typed over every comment of the project (worker/pipeline/metadata.py):
+    ``category``, ``number``, ``date`` or ``text`` (too many distinct values to be a segment)."""
+
+    __tablename__ = "project_columns"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # order of first appearance
+    type: Mapped[str] = mapped_column(String(16))
+    distinct_values: Mapped[int] = mapped_column(Integer, default=0)
+    filled: Mapped[int] = mapped_column(Integer, default=0)  # comments with a value
+    segment: Mapped[bool] = mapped_column(Boolean, default=True)  # offered as a segment filter
 
 
 class Embedding(Base):
@@ -161,6 +194,9 @@ class DocumentTheme(Base):
     theme_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     activation: Mapped[float] = mapped_column(Float)
+    # the comment's sentiment in this node (its carrying spans and the whole comment; null: stored before it was
+    # kept, read as the comment's own score)
+    sentiment: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class SpanTheme(Base):
@@ -218,3 +254,63 @@ class ReportToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     api_key_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)  # the key that made it
+
+
+class Alert(Base):
+    """Something a person should know after a job of a project: a new theme, a spike of a theme's share, or a drop
+    of its sentiment (worker/pipeline/alerts.py), with its figures and example comments. ``key`` makes recomputing a
+    job's alerts idempotent."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("project_id", "key", name="uq_alerts_key"),
+                      Index("ix_alerts_project_created", "project_id", "created_at"))  # fmt: skip
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # new_theme | spike | sentiment_drop
+    window: Mapped[str] = mapped_column(String(16))  # batch | day | week
+    theme_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    level: Mapped[int | None] = mapped_column(Integer, default=None)
+    title: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    examples: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """An HTTPS endpoint a project sends events to (``events``: ``alert``, ``job.succeeded``, ``job.failed``), in
+    ``format`` ``json`` (signed with ``secret``: HMAC-SHA256) or a chat format (``slack``, ``teams``, ``discord``,
+    ``google_chat``: sent through apprise)."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16), default="json")
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: sent at most once successfully (unique per webhook and ``event_key``), retried
+    with backoff; ``status`` pending | delivered | failed, ``attempts`` so far, the last answer's status or error."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "event_key", name="uq_webhook_deliveries_event"),
+                      Index("ix_webhook_deliveries_status", "status", "created_at"))  # fmt: skip
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)  # its task sent to the broker
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

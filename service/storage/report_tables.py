@@ -1,7 +1,7 @@
 """Report tables for BI tools: their rows for a project (the project's edits applied), as CSV cells or Parquet.
 
-Schema version 3 (version 2 and ``theme_tree``, ``document_nodes``, ``name`` and ``parent_id`` in ``themes``;
-``theme_groups`` removed); the columns and their types are ``worker.pipeline.output.REPORT_COLUMNS``. Columns are only
+Schema version 4 (version 3 and ``document_attributes``, ``alerts``; version 3: version 2 and ``theme_tree``,
+``document_nodes``, ``name`` and ``parent_id`` in ``themes``, ``theme_groups`` removed); the columns and their types are ``worker.pipeline.output.REPORT_COLUMNS``. Columns are only
 ever appended within a version; a removal or change of meaning is a new version. See docs/bi.md.
 
 ``themes``, ``document_themes``, ``span_themes``, ``theme_trends`` and ``theme_impact`` are about themes (level 2);
@@ -19,15 +19,18 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from service.storage.alerts import alert_report_rows
 from service.storage.errors import Conflict
 from service.storage.models import (
     LEVEL_CATEGORY,
     LEVEL_THEME,
     LEVELS,
     Document,
+    DocumentAttribute,
     DocumentTheme,
     Job,
     Project,
+    ProjectColumn,
     SpanTheme,
     ThemeRow,
     ThemeTrendRow,
@@ -35,7 +38,7 @@ from service.storage.models import (
 from service.storage.theme_view import JobView, job_view
 from worker.pipeline.output import REPORT_COLUMNS, summary_cells
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BATCH = 2000
 NEEDS_THEMES = {"themes", "document_themes", "span_themes", "theme_trends", "theme_impact", "theme_tree",
                 "document_nodes"}  # fmt: skip
@@ -68,6 +71,12 @@ def report_rows(session: Session, project: Project, name: str) -> Iterator[tuple
     job = session.get(Job, project.current_job_id) if project.current_job_id else None
     if name == "documents":
         yield from _document_rows(session, project.id)
+        return
+    if name == "alerts":
+        yield from alert_report_rows(session, project.id)
+        return
+    if name == "document_attributes":
+        yield from _attribute_rows(session, project.id)
         return
     if name not in REPORT_COLUMNS:
         raise KeyError(name)
@@ -209,6 +218,19 @@ def _document_rows(session: Session, project_id: str) -> Iterator[tuple]:
                     Document.rating, Document.date).where(Document.project_id == project_id).order_by(Document.id))  # fmt: skip
     for doc_id, body, score, label, rating, when in session.execute(query.execution_options(yield_per=BATCH)):
         yield doc_id, body, None if score is None else round(score, 4), label, rating, utc(when)
+
+
+def _attribute_rows(session: Session, project_id: str) -> Iterator[tuple]:
+    """Every metadata cell of the project's comments: one row per (comment, column), with the column's type."""
+    query = (select(Document.doc_id, DocumentAttribute.name, ProjectColumn.type, DocumentAttribute.value,
+                    DocumentAttribute.number, DocumentAttribute.date)
+             .join(Document, Document.id == DocumentAttribute.document_id)
+             .join(ProjectColumn, (ProjectColumn.project_id == DocumentAttribute.project_id)
+                   & (ProjectColumn.name == DocumentAttribute.name))
+             .where(DocumentAttribute.project_id == project_id)
+             .order_by(Document.id, ProjectColumn.position))  # fmt: skip
+    for doc_id, name, kind, value, number, when in session.execute(query.execution_options(yield_per=BATCH)):
+        yield doc_id, name, kind, value, number, utc(when)
 
 
 def utc(value: datetime | None) -> datetime | None:

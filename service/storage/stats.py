@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Integer, case, func, select
 from sqlalchemy.orm import Session
 
+from service.storage.errors import Conflict
+from service.storage.job_arrays import job_arrays
 from service.storage.models import LEVEL_THEME, Document, Job, Project, ThemeTrendRow
-from service.storage.theme_view import job_view
+from service.storage.segment_view import NEUTRAL_BAND, segment_mask
+from service.storage.segments import Segment
+from service.storage.theme_view import JobView, job_view
 
 
-def theme_trends_view(session: Session, job: Job, levels: tuple[int, ...] = (LEVEL_THEME,)) -> dict[str, Any]:
-    """Trends of the shown nodes of ``levels`` (themes by default; hidden ones included) as parallel series."""
+def theme_trends_view(session: Session, job: Job, levels: tuple[int, ...] = (LEVEL_THEME,),
+                      segment: Segment | None = None) -> dict[str, Any]:  # fmt: skip
+    """Trends of the shown nodes of ``levels`` (themes by default; hidden ones included) as parallel series; with a
+    segment, counted over its comments (periods and totals too)."""
     view = job_view(session, job)
     shown = [n for n in view.roots if view.level_of.get(n, LEVEL_THEME) in levels]
+    if segment:
+        return {**segment_trends(session, job, view, shown, segment), "segment": segment.describe()}
     rows = session.execute(select(ThemeTrendRow).where(ThemeTrendRow.job_id == job.id, ThemeTrendRow.theme_id.in_(
         shown)).order_by(ThemeTrendRow.theme_id, ThemeTrendRow.period_start)).scalars().all()  # fmt: skip
     periods = sorted({r.period_start for r in rows})
@@ -29,8 +39,60 @@ def theme_trends_view(session: Session, job: Job, levels: tuple[int, ...] = (LEV
             "totals": [totals[p] for p in periods], "themes": list(series.values())}  # fmt: skip
 
 
-def project_stats(session: Session, project: Project) -> dict[str, Any]:
-    """The project's comments by sentiment label, a histogram of sentiment scores, and ratings."""
+def segment_trends(session: Session, job: Job, view: JobView, shown: list[int], segment: Segment) -> dict[str, Any]:
+    """Trends of ``shown`` nodes over the segment's comments (:func:`worker.pipeline.trends.theme_trends`)."""
+    from worker.pipeline.trends import theme_trends
+
+    arrays = job_arrays(session, job)
+    mask = segment_mask(session, job, arrays, segment)
+    position = np.cumsum(mask) - 1  # a comment's position among the segment's
+    chosen = mask[arrays.row]
+    node, row = arrays.node[chosen], position[arrays.row[chosen]]
+    members = {n: set() for n in shown}
+    for root, rows in _rows_per_root(view, node, row).items():
+        if root in members:
+            members[root] = rows
+    dates = pd.Series(arrays.date[mask]).dt.tz_localize("UTC")
+    trends = theme_trends(list(dates), {n: np.array(sorted(m), dtype=np.int64) for n, m in members.items()})
+    return {"period": trends.period, "periods": trends.periods, "totals": trends.totals,
+            "themes": [{"theme_id": n, "level": view.level_of.get(n), "counts": t.counts, "shares": t.shares}
+                       for n, t in trends.themes.items() if trends.period]}  # fmt: skip
+
+
+def _rows_per_root(view: JobView, node: np.ndarray, row: np.ndarray) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for n in np.unique(node).tolist():
+        out.setdefault(view.root_of.get(n, n), set()).update(row[node == n].tolist())
+    return out
+
+
+def segment_stats(session: Session, job: Job, segment: Segment) -> dict[str, Any]:
+    """The segment's comments by sentiment label, their sentiment histogram and ratings (from the job's arrays)."""
+    arrays = job_arrays(session, job)
+    mask = segment_mask(session, job, arrays, segment)
+    score = arrays.score[mask]
+    scored = score[~np.isnan(score)]
+    labels = {"negative": int((scored <= -NEUTRAL_BAND).sum()), "positive": int((scored >= NEUTRAL_BAND).sum())}
+    labels["neutral"] = len(scored) - labels["negative"] - labels["positive"]
+    buckets = np.clip(np.floor((scored + 1) * 5), 0, 9).astype(int)
+    ratings = pd.Series(arrays.rating[mask]).dropna().value_counts().sort_index()
+    return {
+        "segment": {**segment.describe(), "n_documents": int(mask.sum())},
+        "documents": int(mask.sum()),
+        "sentiment": labels,
+        "sentiment_histogram": {"edges": [round(-1 + 0.2 * i, 1) for i in range(11)],
+                                "counts": np.bincount(buckets, minlength=10).tolist()},
+        "ratings": [{"rating": float(r), "count": int(c)} for r, c in ratings.items()],
+    }  # fmt: skip
+
+
+def project_stats(session: Session, project: Project, segment: Segment | None = None) -> dict[str, Any]:
+    """The project's comments (with a segment: the current job's comments in it) by sentiment label, a histogram of
+    sentiment scores, and ratings."""
+    if segment:
+        if not project.current_job_id:
+            raise Conflict("the project has no finished job yet: a segment needs its metadata", "no-themes-yet")
+        return segment_stats(session, session.get(Job, project.current_job_id), segment)
     where = Document.project_id == project.id
     labels = dict(session.execute(select(Document.sentiment_label, func.count()).where(where)
                                   .group_by(Document.sentiment_label)).all())  # fmt: skip

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.storage.attributes import column_summary, project_columns
 from service.storage.errors import Conflict, NotFound
 from service.storage.models import LEVEL_THEME, Document, Job, Project, ThemeRow
 
@@ -42,7 +43,8 @@ def project_summary(session: Session, project: Project) -> dict[str, Any]:
         n_themes = session.scalar(select(func.count()).select_from(ThemeRow).where(*themes))
     return {"id": project.id, "name": project.name, "created_at": project.created_at,
             "current_job_id": project.current_job_id, "n_documents": n_docs or 0, "n_themes": n_themes or 0,
-            "jobs": n_jobs or 0}  # fmt: skip
+            "jobs": n_jobs or 0,
+            "columns": [column_summary(c) for c in project_columns(session, project.id)]}  # fmt: skip
 
 
 def list_projects(session: Session, tenant_id: str, offset: int, limit: int) -> tuple[list[Project], int]:

@@ -4,7 +4,7 @@
 "use strict";
 
 const REPORTS = ["themes", "theme_tree", "document_themes", "document_nodes", "span_themes", "documents", "theme_trends",
-  "theme_impact"];
+  "theme_impact", "document_attributes", "alerts"];
 const COLOURS = ["#0b57d0", "#c5221f", "#137333", "#b06000", "#8430ce", "#007b83", "#d01884", "#5f6368"];
 const state = {
   key: sessionStorage.getItem("ft-key") || "",
@@ -19,6 +19,8 @@ const state = {
   memberCursor: null,
   charts: {},
   file: null,
+  columns: [], // the project's metadata columns offered as segments, each with its frequent values
+  segment: null, // {column, value}: every figure is then the segment's
 };
 window.feedbackThemes = state; // for the browser test and the curious
 
@@ -230,24 +232,63 @@ async function watch(jobId) {
 
 // ---------------------------------------------------------------- the theme explorer
 
+// ---------------------------------------------------------------- segments
+
+// The query string of the chosen segment ("" for every comment), starting with `sep`.
+function segmentQuery(sep = "&") {
+  const s = state.segment;
+  return s ? `${sep}segment=${encodeURIComponent(`${s.column}=${s.value}`)}` : "";
+}
+
+async function loadColumns(projectId) {
+  const answer = await api(`/v1/projects/${projectId}/columns?values=50`);
+  state.columns = answer.columns.filter((c) => c.segment && (c.values || []).length);
+  $("segment-column").replaceChildren(el("option", { value: "", text: "All comments" }),
+    ...state.columns.map((c) => el("option", { value: c.name, text: `${c.name} (${c.distinct_values})` })));
+  $("segment-column").value = state.segment ? state.segment.column : "";
+  fillSegmentValues();
+  $("segment-form").hidden = state.columns.length === 0;
+}
+
+function fillSegmentValues() {
+  const column = state.columns.find((c) => c.name === $("segment-column").value);
+  $("segment-value").replaceChildren(...(column ? column.values : []).map((v) =>
+    el("option", { value: v.value, text: `${v.value} (${v.count})` })));
+  $("segment-value").disabled = !column;
+  if (column && state.segment && state.segment.column === column.name) $("segment-value").value = state.segment.value;
+}
+
+function chooseSegment(event) {
+  event.preventDefault();
+  const column = $("segment-column").value;
+  state.segment = column ? { column, value: $("segment-value").value } : null;
+  openProject(state.project);
+}
+
 async function openProject(projectId) {
+  if (state.project !== projectId) state.segment = null;
   state.project = projectId;
   $("project").value = projectId;
   try {
     if (state.expandedFor !== projectId) { state.expanded = new Set(); state.expandedFor = projectId; }
     const [project, page, trends, stats] = await Promise.all([
       api(`/v1/projects/${projectId}`),
-      api(`/v1/projects/${projectId}/themes?limit=500&include_hidden=true`),
-      api(`/v1/projects/${projectId}/trends`),
-      api(`/v1/projects/${projectId}/stats`),
+      api(`/v1/projects/${projectId}/themes?limit=500&include_hidden=true${segmentQuery()}`),
+      api(`/v1/projects/${projectId}/trends${segmentQuery("?")}`),
+      api(`/v1/projects/${projectId}/stats${segmentQuery("?")}`),
       loadTree(),
+      loadAlerts(projectId),
+      loadColumns(projectId),
     ]);
     state.themes = page.themes;
     state.trends = trends;
     state.stats = stats;
+    const segment = page.metadata.segment;
+    $("segment-clear").hidden = !state.segment;
     $("project-summary").textContent =
       `${project.name || project.id}: ${project.n_documents} comments, ${state.tree.length} categories, ` +
-      `${project.n_themes} themes` + (trends.period ? `, trends by ${trends.period}.` : ", no dates (no trends).");
+      `${project.n_themes} themes` + (trends.period ? `, trends by ${trends.period}.` : ", no dates (no trends).") +
+      (segment ? ` Showing the segment ${segment.conditions.join(", ")}: ${segment.n_documents} comments.` : "");
     $("explorer").hidden = false;
     $("theme-view").hidden = true;
     renderThemes();
@@ -257,6 +298,42 @@ async function openProject(projectId) {
   } catch (error) {
     say("upload-status", `Could not open the project: ${error.message}`, true);
   }
+}
+
+// ---------------------------------------------------------------- alerts
+
+const ALERT_KINDS = { new_theme: "New theme", spike: "Spike", sentiment_drop: "Sentiment drop" };
+const ALERTS_SHOWN = 20;
+
+async function loadAlerts(projectId) {
+  const page = await api(`/v1/projects/${projectId}/alerts?limit=${ALERTS_SHOWN}`);
+  renderAlerts(page.alerts);
+}
+
+function alertFigures(alert) {
+  const f = alert.figures;
+  const pct = (share) => (share === null || share === undefined ? "–" : `${(100 * share).toFixed(1)} %`);
+  const parts = [`${f.count} of ${f.n} comments (${pct(f.share)}) vs ${pct(f.baseline_share)} before`];
+  if (f.lift) parts.push(`×${f.lift.toFixed(1)}`);
+  if (alert.kind === "sentiment_drop") parts.push(`sentiment ${f.sentiment_mean.toFixed(2)} vs ${f.baseline_sentiment.toFixed(2)}`);
+  parts.push(`q = ${f.q_value}`);
+  return parts.join(", ");
+}
+
+function renderAlerts(alerts) {
+  $("alerts-empty").hidden = alerts.length > 0;
+  $("alerts").replaceChildren(...alerts.map((alert) => {
+    const theme = alert.theme || {};
+    const when = new Date(alert.created_at).toLocaleString();
+    return el("li", { "data-alert": String(alert.id), "data-kind": alert.kind },
+      el("strong", { class: "alert-kind", text: ALERT_KINDS[alert.kind] || alert.kind }), " ",
+      el("span", { class: "alert-theme", text: theme.name || "" }),
+      el("span", { class: "meta", text: `${alert.window === "batch" ? "this upload" : `last ${alert.window}`} · ${when}` }),
+      el("div", { class: "alert-title", text: alert.title }),
+      el("div", { class: "meta alert-figures", text: alertFigures(alert) }),
+      el("ul", { class: "comments" }, ...alert.examples.slice(0, 2).map((example) =>
+        el("li", { text: example.text }, el("span", { class: "meta", text: example.doc_id })))));
+  }));
 }
 
 // A node's name: the short phrase the analysis gave it, or the one a user renamed it to (older records: the label).
@@ -356,7 +433,7 @@ async function loadTree() {
   // The tree: categories → themes → sub-themes, nested, each node compact (id, level, name, keywords, size, share,
   // sentiment_mean, rating_mean, emerging, children). Hidden nodes (flagged `hidden`) only while "show hidden" is ticked.
   const hidden = $("show-hidden").checked ? "?include_hidden=true" : "";
-  const tree = await api(`/v1/projects/${state.project}/tree${hidden}`);
+  const tree = await api(`/v1/projects/${state.project}/tree${hidden}${segmentQuery(hidden ? "&" : "?")}`);
   state.tree = tree.categories || [];
   state.nodes = new Map();
   const index = (node, parent) => {
@@ -471,7 +548,8 @@ function renderCharts() {
   });
   const s = state.stats.sentiment;
   $("sentiment-caption").textContent =
-    `Sentiment of all ${state.stats.documents} comments: ${s.negative} negative, ${s.neutral} neutral, ${s.positive} positive`;
+    `Sentiment of ${state.segment ? "the segment's" : "all"} ${state.stats.documents} comments: ` +
+    `${s.negative} negative, ${s.neutral} neutral, ${s.positive} positive`;
 }
 
 // ---------------------------------------------------------------- downloads and report tokens
@@ -577,7 +655,7 @@ function exampleItem(example, keywords) {
 
 async function openTheme(themeId) {
   try {
-    const detail = await api(`/v1/projects/${state.project}/themes/${themeId}?limit=20`);
+    const detail = await api(`/v1/projects/${state.project}/themes/${themeId}?limit=20${segmentQuery()}`);
     state.theme = detail.theme;
     state.memberCursor = detail.next_cursor;
     renderTheme(detail.theme);
@@ -603,7 +681,7 @@ function appendMembers(members) {
 }
 
 async function moreMembers() {
-  const page = await api(`/v1/projects/${state.project}/themes/${state.theme.id}?limit=20&cursor=${encodeURIComponent(state.memberCursor)}`);
+  const page = await api(`/v1/projects/${state.project}/themes/${state.theme.id}?limit=20&cursor=${encodeURIComponent(state.memberCursor)}${segmentQuery()}`);
   state.memberCursor = page.next_cursor;
   appendMembers(page.members);
 }
@@ -676,14 +754,14 @@ async function edit(path, method, body, message) {
   try {
     const answer = await api(`/v1/projects/${state.project}${path}`, { method, body });
     const [page, trends] = await Promise.all([
-      api(`/v1/projects/${state.project}/themes?limit=500&include_hidden=true`),
-      api(`/v1/projects/${state.project}/trends`),
+      api(`/v1/projects/${state.project}/themes?limit=500&include_hidden=true${segmentQuery()}`),
+      api(`/v1/projects/${state.project}/trends${segmentQuery("?")}`),
       loadTree(),
     ]);
     state.themes = page.themes;
     state.trends = trends;
     let current = answer;
-    try { current = await api(`/v1/projects/${state.project}/nodes/${state.theme.id}`); } catch (error) { /* merged away */ }
+    try { current = await api(`/v1/projects/${state.project}/nodes/${state.theme.id}${segmentQuery("?")}`); } catch (error) { /* merged away */ }
     state.theme = current;
     renderTheme(current);
     renderThemes();
@@ -703,6 +781,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("upload-form").addEventListener("submit", upload);
   $("open-project").addEventListener("click", () => { if ($("project").value) openProject($("project").value); });
   $("search").addEventListener("input", renderThemes);
+  $("segment-column").addEventListener("change", fillSegmentValues);
+  $("segment-form").addEventListener("submit", chooseSegment);
+  $("segment-clear").addEventListener("click", () => { state.segment = null; openProject(state.project); });
   $("show-hidden").addEventListener("change", async () => {
     renderThemes();
     try { await loadTree(); renderTree(); } catch (error) { say("upload-status", `Could not load the tree: ${error.message}`, true); }

@@ -147,6 +147,7 @@ def analyze(
     previous_sae: str | Path | None = None,
     previous_nodes: dict[int, np.ndarray] | None = None,
     counts: dict[str, int] | None = None,
+    recent: np.ndarray | None = None,
 ) -> Analysis:
     """Find the themes of ``documents`` (columns ``doc_id``, ``text``, ``rating``, ``date``; rows that already have a
     ``sentiment_score`` keep it).
@@ -157,7 +158,9 @@ def analyze(
     ``previous_sae`` is a saved SAE to update rather than a new one to fit (feature ids keep their
     meaning); ``previous_nodes`` are the previous analysis's categories and sub-themes (id → member document rows),
     whose ids the nodes that match them keep (:func:`~worker.pipeline.tree.match_ids`); ``counts`` go into the
-    metadata with the embedding counts added; ``progress(stage, fraction)`` is called per stage of :data:`STAGES`.
+    metadata with the embedding counts added; ``recent`` marks the documents of the newest upload (a job's own: a
+    feature mostly of those is a theme at the size floor of that upload alone, :attr:`ThemeOptions.recent_share`);
+    ``progress(stage, fraction)`` is called per stage of :data:`STAGES`.
     """
     from worker.pipeline import train  # torch: imported when an analysis runs
 
@@ -208,7 +211,7 @@ def analyze(
     done("train")
     start("themes")
     terms = term_counts(units.texts)
-    themes = find_themes(sae, embedded, documents, units, options.themes, terms)
+    themes = find_themes(sae, embedded, documents, units, options.themes, terms, recent)
     tree = find_tree(sae, themes, embedded, documents, units, options, terms, previous_nodes)
     name_tree(tree, units, options)
     counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors),
@@ -295,13 +298,14 @@ def smooth(embedded: Embedded, options: SmoothOptions, device: str = "cpu") -> E
 
 
 def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, units: Units, options: ThemeOptions,
-                terms: Terms | None = None) -> list[Theme]:  # fmt: skip
+                terms: Terms | None = None, recent: np.ndarray | None = None) -> list[Theme]:  # fmt: skip
     """Themes of the documents under a fitted SAE, found over the units, described and sorted by size (``terms``:
-    :func:`~worker.pipeline.keywords.term_counts` of the units' texts, counted once for themes and groups)."""
+    :func:`~worker.pipeline.keywords.term_counts` of the units' texts, counted once for themes and groups;
+    ``recent``: the newest upload's documents, :func:`~worker.pipeline.themes.build_themes`)."""
     from worker.pipeline import train
 
     acts = train.activations(sae, embedded.sae_inputs)[embedded.inverse]
-    themes = build_themes(acts, sae.decoder_directions(), options, units.doc, len(documents))
+    themes = build_themes(acts, sae.decoder_directions(), options, units.doc, len(documents), recent)
     rate_cohesion(themes, embedded)
     return describe_themes(themes, documents, units, options, terms)
 

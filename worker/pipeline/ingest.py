@@ -1,6 +1,8 @@
 """Ingest stage: a CSV file (or a list of records) becomes a clean DataFrame of documents.
 
-Output columns: ``doc_id`` (str), ``text`` (str), ``rating`` (float or NaN), ``date`` (datetime or NaT).
+Output columns: ``doc_id`` (str), ``text`` (str), ``rating`` (float or NaN), ``date`` (datetime or NaT); every other
+column of the input (or those named in ``ColumnMap.keep``) is kept as metadata, one cleaned text cell per document
+(:mod:`worker.pipeline.metadata` types them).
 Handles UTF-8 (with or without BOM), UTF-16 with BOM, cp1252 and latin-1; delimiters ``,`` ``;`` tab ``|``;
 quoted multi-line fields; HTML entities. Empty texts are dropped and counted. Bad input raises
 :class:`IngestError` with a one-line message that names the problem.
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from worker.pipeline.metadata import MAX_NAME_CHARS, clean_cells, kept_columns
 from worker.pipeline.normalize import model_text
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -46,15 +49,20 @@ class IngestError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Which input columns hold the text and the optional id, rating and date."""
+    """Which input columns hold the text and the optional id, rating and date; ``keep``: the other columns to keep
+    as metadata (None: all of them)."""
 
     text: str = "text"
     id: str | None = None
     rating: str | None = None
     date: str | None = None
+    keep: tuple[str, ...] | list[str] | None = None
 
     def optional(self) -> dict[str, str]:
         return {k: v for k, v in (("id", self.id), ("rating", self.rating), ("date", self.date)) if v}
+
+    def mapped(self) -> list[str]:
+        return [self.text, *self.optional().values()]
 
 
 @dataclass
@@ -66,6 +74,7 @@ class IngestResult:
     encoding: str | None = None
     delimiter: str | None = None
     generated_ids: np.ndarray | None = None  # per document: True where the id is a row number, not from the input
+    metadata: pd.DataFrame | None = None  # per document (same rows), its kept metadata cells ("" when empty)
     partial: bool = False  # only counted (``counts["distinct_texts"]``) by a streamed check; no documents
 
 
@@ -191,6 +200,7 @@ def from_records(records: Iterable[Mapping[str, object]], columns: ColumnMap | N
     rows = list(records)
     if not rows:
         raise IngestError("no items were given", "empty-file")
+    rows = [_flat_metadata(row, columns) for row in rows]
     frame = pd.DataFrame.from_records(rows)
     for name in columns.optional().values():
         if name not in frame.columns:
@@ -198,6 +208,18 @@ def from_records(records: Iterable[Mapping[str, object]], columns: ColumnMap | N
     frame = frame.astype(object).where(frame.notna(), "")
     frame = frame.map(lambda v: "" if v is None else str(v).replace("\x00", ""))
     return normalise(frame, columns)
+
+
+def _flat_metadata(row: Mapping[str, object], columns: ColumnMap) -> Mapping[str, object]:
+    """A record whose ``metadata`` object (column → value) is spread into its own columns."""
+    metadata = row.get("metadata")
+    if not metadata:
+        return {k: v for k, v in row.items() if k != "metadata"}
+    clash = sorted(set(metadata) & {"metadata", *columns.mapped()})
+    if clash:
+        raise IngestError(f"metadata names {clash[0]!r}, which is a field of the item itself: rename it", "bad-metadata")
+    cells = {str(k): "" if v is None else str(v) for k, v in metadata.items()}  # as a CSV would hold them
+    return {**{k: v for k, v in row.items() if k != "metadata"}, **cells}
 
 
 def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
@@ -231,11 +253,26 @@ def normalise(frame: pd.DataFrame, columns: ColumnMap) -> IngestResult:
         raise IngestError(f"no row has text in column {columns.text!r}", "no-rows")
     counts["documents"] = len(docs)
     counts["duplicate_texts"] = int(docs["text"].duplicated().sum())
-    return IngestResult(documents=docs.reset_index(drop=True), counts=counts, generated_ids=generated[keep].to_numpy())
+    metadata = metadata_cells(frame[keep], columns)
+    counts["metadata_columns"] = metadata.shape[1]
+    return IngestResult(documents=docs.reset_index(drop=True), counts=counts, generated_ids=generated[keep].to_numpy(),
+                        metadata=metadata)  # fmt: skip
+
+
+def metadata_cells(frame: pd.DataFrame, columns: ColumnMap) -> pd.DataFrame:
+    """The kept metadata columns of the documents' rows, cleaned (names cut to ``MAX_NAME_CHARS``; a column whose
+    cut name repeats an earlier one is left out)."""
+    names = kept_columns(list(frame.columns), columns.mapped(), columns.keep)
+    out: dict[str, pd.Series] = {}
+    for name in names:
+        short = str(name)[:MAX_NAME_CHARS].strip()
+        if short and short not in out:
+            out[short] = clean_cells(frame[name].map(clean_text)).reset_index(drop=True)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
 def _require_columns(header: list[str], columns: ColumnMap) -> None:
-    missing = [c for c in (columns.text, *columns.optional().values()) if c not in header]
+    missing = [c for c in (*columns.mapped(), *(columns.keep or ())) if c not in header]
     if missing:
         found = ", ".join(repr(c) for c in header) or "none"
         raise IngestError(f"column {missing[0]!r} not found; columns found: {found}", "missing-column")

@@ -44,6 +44,10 @@ COLUMN_TYPES: dict[str, str] = {
     "coef": "float", "low": "float", "high": "float", "rated_documents": "int",
     "span_count": "int", "span_index": "int", "span_start": "int", "span_end": "int",
     "node_id": "int", "parent_id": "int", "name": "str", "original_name": "str",
+    "attribute": "str", "attribute_type": "str", "value": "str", "number_value": "float",
+    "date_value": "datetime", "alert_id": "int", "created_at": "datetime", "job_id": "str", "kind": "str",
+    "window": "str", "title": "str", "count": "int", "baseline_share": "float", "baseline_sentiment": "float",
+    "p_value": "float",
 }  # fmt: skip
 # what the rows of every level share: label … rating_count
 SUMMARY_COLUMNS = ["label", "keywords", "size", "share", "sentiment_mean", "negative", "neutral", "positive",
@@ -57,6 +61,12 @@ DOCUMENT_NODES_COLUMNS = ["doc_id", "node_id", "level", "activation"]
 # one row per (span, theme): the span's index in its comment and its character offsets [span_start, span_end)
 SPAN_THEMES_COLUMNS = ["doc_id", "span_index", "span_start", "span_end", "theme_id", "activation"]
 DOCUMENTS_COLUMNS = ["doc_id", "text", "sentiment_score", "sentiment_label", "rating", "date"]
+# a comment's metadata, one row per (comment, column): the cell as text, and as a number or a date where it reads as
+# one; ``attribute_type`` is the column's type in the project (category, number, date or text)
+DOCUMENT_ATTRIBUTES_COLUMNS = ["doc_id", "attribute", "attribute_type", "value", "number_value", "date_value"]
+# an alert: what fired (kind, window), for which node, its figures in the window and before it
+ALERTS_COLUMNS = ["alert_id", "created_at", "job_id", "kind", "window", "node_id", "level", "name", "title", "count",
+                  "share", "baseline_share", "sentiment_mean", "baseline_sentiment", "p_value"]  # fmt: skip
 
 # Report tables: a CLI file's columns (none for trends and impact), then the report's own ones; columns added to the
 # files after version 1's tables were made (cohesion by migration 0004, span_count in version 2, name and parent_id
@@ -84,6 +94,8 @@ REPORT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "theme_tree": [(c, COLUMN_TYPES[c]) for c in [*TREE_COLUMNS, "emerging", "impact_coef", "impact_low",
                                                     "impact_high", "merged_theme_ids", "original_name"]],
     "document_nodes": [(c, COLUMN_TYPES[c]) for c in DOCUMENT_NODES_COLUMNS],
+    "document_attributes": [(c, COLUMN_TYPES[c]) for c in DOCUMENT_ATTRIBUTES_COLUMNS],
+    "alerts": [(c, COLUMN_TYPES[c]) for c in ALERTS_COLUMNS],
 }  # fmt: skip
 
 
@@ -205,19 +217,24 @@ def _long_table(themes: Iterable[Theme], columns: list[str],
                              kind="stable")  # fmt: skip
 
 
-def documents_table(documents: pd.DataFrame) -> pd.DataFrame:
-    """``documents.csv``: one row per document with its sentiment and rating."""
+def documents_table(documents: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``documents.csv``: one row per document with its sentiment and rating, then its metadata columns (a column
+    named as one before it gets " (metadata)")."""
     table = documents.reindex(columns=DOCUMENTS_COLUMNS).copy()
     table["sentiment_score"] = table["sentiment_score"].astype(float).round(DIGITS)
     if "date" in table and pd.api.types.is_datetime64_any_dtype(table["date"]):
         table["date"] = table["date"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if metadata is not None and metadata.shape[1]:
+        extra = metadata.reset_index(drop=True).set_axis(table.index)
+        extra.columns = [f"{c} (metadata)" if c in DOCUMENTS_COLUMNS else c for c in extra.columns]
+        table = pd.concat([table, extra], axis=1)
     return table
 
 
 def write_output_files(out_dir: str | Path, document: dict[str, Any], nodes: list[Theme], documents: pd.DataFrame,
-                       spans: Spans | None = None) -> list[Path]:  # fmt: skip
+                       spans: Spans | None = None, metadata: pd.DataFrame | None = None) -> list[Path]:  # fmt: skip
     """Write the seven output files; return their paths (``nodes``: every node of the tree; ``spans``: the units of
-    the themes; ``None``: the comments)."""
+    the themes; ``None``: the comments; ``metadata``: the documents' metadata cells, for ``documents.csv``)."""
     from worker.pipeline.spans import Spans
 
     spans = spans if spans is not None else Spans.whole(documents["text"].tolist())
@@ -229,7 +246,7 @@ def write_output_files(out_dir: str | Path, document: dict[str, Any], nodes: lis
     themes = [n for n in nodes if n.level == 2]
     tables = (themes_table(document["themes"]), tree_table(document), document_themes_table(themes, documents),
               document_nodes_table(nodes, documents), span_themes_table(themes, documents, spans),
-              documents_table(documents))  # fmt: skip
+              documents_table(documents, metadata))  # fmt: skip
     for path, table in zip(paths[1:], tables):
         spreadsheet_safe(table).to_csv(path, index=False)
     return paths

@@ -25,6 +25,9 @@ class ThemeOptions:
 
     rel_threshold: float = 0.5  # member when activation > rel_threshold × the feature's max activation
     min_size: int | None = None  # default: max(3, 0.5% of documents)
+    # A feature with more than this share of its comments in the newest upload (``recent`` rows) is kept at the size
+    # floor of that upload alone: a subject new in an upload is a theme when it would be one of the upload by itself.
+    recent_share: float = 0.5
     duplicate_cosine: float = 0.9  # one theme for features whose decoder directions are this similar …
     duplicate_jaccard: float = 0.5  # … or whose member sets overlap this much
     n_keywords: int = 8
@@ -127,14 +130,16 @@ def union(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nd
     return highest_per(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
-def distinct_owners(members: sp.csc_matrix, owner: np.ndarray | None) -> np.ndarray:
-    """Per column of a units × features matrix, how many distinct owners (comments) its non-zero rows have."""
-    if owner is None:
+def distinct_owners(members: sp.csc_matrix, owner: np.ndarray | None, among: np.ndarray | None = None) -> np.ndarray:
+    """Per column of a units × features matrix, how many distinct owners (comments) its non-zero rows have (only
+    those where the boolean ``among``, one per comment, is true, when given)."""
+    if owner is None and among is None:
         return np.diff(members.indptr)
     counts = np.zeros(members.shape[1], dtype=np.int64)
     for column in np.flatnonzero(np.diff(members.indptr)):
         rows = members.indices[members.indptr[column] : members.indptr[column + 1]]
-        counts[column] = len(np.unique(owner[rows]))
+        owners = np.unique(owner[rows]) if owner is not None else rows
+        counts[column] = int(among[owners].sum()) if among is not None else len(owners)
     return counts
 
 
@@ -187,15 +192,21 @@ def build_themes(
     options: ThemeOptions = ThemeOptions(),
     owner: np.ndarray | None = None,
     n_docs: int | None = None,
+    recent: np.ndarray | None = None,
 ) -> list[Theme]:
     """Themes (members and activations only) from units × latents activations and the decoder (d × latents).
 
     ``owner``: per unit its document's row (``None``: the units are the documents); ``n_docs``: the number of
-    documents (sizes and the smallest size count documents)."""
+    documents (sizes and the smallest size count documents); ``recent``: per document, whether it is of the newest
+    upload (a feature mostly of those needs only that upload's size floor: :attr:`ThemeOptions.recent_share`)."""
     n_docs = acts.shape[0] if n_docs is None else n_docs
     members = feature_memberships(acts, options.rel_threshold)
     sizes = distinct_owners(members, owner)
-    live = np.flatnonzero(sizes >= options.resolved_min_size(n_docs))
+    keep = sizes >= options.resolved_min_size(n_docs)
+    if recent is not None and recent.any():
+        in_recent = distinct_owners(members, owner, np.asarray(recent, dtype=bool))
+        keep |= (in_recent >= options.resolved_min_size(int(recent.sum()))) & (in_recent > options.recent_share * sizes)
+    live = np.flatnonzero(keep)
     themes = []
     for group in duplicate_features(members, decoder, live, options):
         block = members[:, group]

@@ -1,0 +1,42 @@
+"""A project's metadata columns (what a segment filter can name) and the comparison of two segments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import SessionDep, TenantDep
+from service.api.segments import SEGMENT_HELP, DateBound
+from service.storage.attributes import column_values, project_columns
+from service.storage.compare import compare_segments
+from service.storage.segments import parse_segment
+from service.storage.tenancy import current_job, project_for_tenant
+
+router = APIRouter(prefix="/v1/projects", tags=["segments"])
+Side = Annotated[list[str], Query(description=SEGMENT_HELP, max_length=20)]
+
+
+@router.get("/{project_id}/columns", summary="The project's metadata columns, typed, with their frequent values")
+def get_columns(project_id: str, tenant: TenantDep, session: SessionDep,
+                values: Annotated[int, Query(ge=0, le=200, description="Most frequent values per column")] = 20,
+                ) -> dict[str, Any]:  # fmt: skip
+    project = project_for_tenant(session, tenant, project_id)
+    return {"columns": [column_values(session, project.id, c, values) for c in project_columns(session, project.id)]}
+
+
+@router.get("/{project_id}/compare", summary="Each theme's share and sentiment in two segments, and whether the "
+            "shares differ significantly")  # fmt: skip
+def get_compare(project_id: str, tenant: TenantDep, session: SessionDep,
+                a: Side = [],  # noqa: B006 - FastAPI copies query defaults
+                b: Side = [],  # noqa: B006
+                a_from: DateBound = None, a_to: DateBound = None, b_from: DateBound = None, b_to: DateBound = None,
+                level: Annotated[int, Query(ge=1, le=3, description="1: categories, 2: themes, 3: sub-themes")] = 2,
+                alpha: Annotated[float, Query(gt=0, lt=1, description="False discovery rate for `significant`")] = 0.05,
+                ) -> dict[str, Any]:  # fmt: skip
+    """Segment ``a`` against segment ``b``, or against every other comment when ``b`` (and ``b_from``/``b_to``)
+    is absent; two periods: ``a_from``/``a_to`` against ``b_from``/``b_to``."""
+    job = current_job(session, tenant, project_id)
+    side_a = parse_segment([c for c in a if c.strip()], a_from, a_to)
+    side_b = parse_segment([c for c in b if c.strip()], b_from, b_to)
+    return compare_segments(session, job, side_a, side_b or None, level, alpha)
