@@ -31,10 +31,12 @@ from bench.metrics import label_recovery
 from bench.systems import bench_cache, unscored_documents
 
 
-def analysis_of(X: np.ndarray, seed: int, texts: list[str], previous: str | None = None, levels: bool = True) -> Any:
+def analysis_of(X: np.ndarray, seed: int, texts: list[str], previous: str | None = None, levels: bool = True,
+                recent: np.ndarray | None = None) -> Any:  # fmt: skip
     """The product's analysis of the texts (on the CPU, their spans embedded through the benchmark cache), updating
-    the SAE saved in ``previous`` if given; without ``levels`` no double-size SAE is trained (its sub-themes are not
-    needed). ``X`` (one embedding per text) only gives the number of documents."""
+    the SAE saved in ``previous`` if given (``recent``: the rows of the newest upload, as a job passes them); without
+    ``levels`` no double-size SAE is trained (its sub-themes are not needed). ``X`` (one embedding per text) only
+    gives the number of documents."""
     from dataclasses import replace
 
     from worker.pipeline.analyze import AnalysisOptions, analyze
@@ -43,7 +45,8 @@ def analysis_of(X: np.ndarray, seed: int, texts: list[str], previous: str | None
     options = AnalysisOptions(device="cpu", seed=seed, backend="torch", batch_size=64, names=False,
                               tree=TreeOptions(sub_themes=levels))  # fmt: skip
     options = replace(options, themes=replace(options.themes, span_sentiment_weight=0))  # sentiment is not read
-    return analyze(unscored_documents(len(X), texts), options, cache=bench_cache(), previous_sae=previous)
+    return analyze(unscored_documents(len(X), texts), options, cache=bench_cache(), previous_sae=previous,
+                   recent=recent)  # fmt: skip
 
 
 def themes_of(analysis: Any) -> dict[int, set[int]]:
@@ -66,16 +69,19 @@ def kept_ids(first: dict[int, set[int]], after: dict[int, set[int]], first_rows:
     return kept
 
 
-def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int) -> dict[str, Any]:
+def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int, recent_floor: bool = True) -> dict[str, Any]:
+    """One seed; the update marks the second half as the newest upload, as a job does, unless not ``recent_floor``
+    (then no theme gets the newest upload's size floor)."""
     rng = np.random.default_rng(seed)
     half = np.sort(rng.permutation(len(X))[: len(X) // 2])
+    recent = ~np.isin(np.arange(len(X)), half) if recent_floor else None
     started = time.perf_counter()
     # As the jobs do: each analysis smooths the embeddings of all the project's comments it sees.
     first = analysis_of(X[half], seed, [data.texts[i] for i in half], levels=False)
     first_themes = {t: {int(half[m]) for m in members} for t, members in themes_of(first).items()}
     with tempfile.TemporaryDirectory() as folder:
         first.sae.save(folder)
-        updated = analysis_of(X, seed, data.texts, previous=folder)
+        updated = analysis_of(X, seed, data.texts, previous=folder, recent=recent)
     fresh = analysis_of(X, seed, data.texts)
     after = themes_of(updated)
     f1 = {name: label_recovery([t.members for t in analysis.themes], data.labels)["mean_f1"]
@@ -84,7 +90,7 @@ def run_seed(data: datasets.LabelledSet, X: np.ndarray, seed: int) -> dict[str, 
              for name, analysis in (("updated", updated), ("fresh", fresh))}  # fmt: skip
     kept = kept_ids(first_themes, after, set(half.tolist()))
     return {"seed": seed, "latents": f"{first.sae.n_latents_} → {updated.sae.n_latents_}",
-            "first_themes": len(first_themes), "kept": kept, "kept_share": round(kept / max(1, len(first_themes)), 4),
+            "first_themes": len(first_themes), "themes_updated": len(after), "kept": kept, "kept_share": round(kept / max(1, len(first_themes)), 4),
             "label_f1_updated": round(f1["updated"], 4), "label_f1_fresh": round(f1["fresh"], 4),
             "gap": round(f1["updated"] - f1["fresh"], 4),
             "label_f1_groups_updated": round(shown["updated"], 4), "label_f1_groups_fresh": round(shown["fresh"], 4),
@@ -98,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     parser.add_argument("--epoch-scale", type=float, default=None)
     parser.add_argument("--lr-scale", type=float, default=None)
+    parser.add_argument("--no-recent-floor", action="store_true", help="update without marking the second half as "
+                        "the newest upload (no theme gets that upload's size floor: ThemeOptions.recent_share)")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
     import sae.trainer
@@ -108,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sae.trainer.PARTIAL_LR_SCALE = args.lr_scale
     data = datasets.load(args.dataset)
     X = datasets.embed(data.texts)
-    rows = [run_seed(data, X, int(s)) for s in args.seeds.split(",")]
+    rows = [run_seed(data, X, int(s), not args.no_recent_floor) for s in args.seeds.split(",")]
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     keys = ("kept_share", "label_f1_updated", "label_f1_fresh", "gap", "label_f1_groups_updated",
@@ -118,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"lr scale {sae.trainer.PARTIAL_LR_SCALE}); goals: kept ≥ 0.95, |gap| ≤ 0.02")  # fmt: skip
     print(f"command: python -m bench incremental --dataset {args.dataset} --seeds {args.seeds}"
           + (f" --epoch-scale {args.epoch_scale}" if args.epoch_scale is not None else "")
-          + (f" --lr-scale {args.lr_scale}" if args.lr_scale is not None else ""))  # fmt: skip
+          + (f" --lr-scale {args.lr_scale}" if args.lr_scale is not None else "")
+          + (" --no-recent-floor" if args.no_recent_floor else ""))  # fmt: skip
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"rows": rows, "mean": mean}, fh, indent=1)
