@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from service.storage.job_arrays import other_pending_jobs
 from service.storage.models import Document, DocumentTheme, Job, SpanTheme, ThemeRow, ThemeTrendRow
 from service.storage.theme_view import JobView, job_view
 from service.storage.themes import span_nodes
@@ -18,8 +19,7 @@ from service.storage.themes import span_nodes
 
 def job_documents(session: Session, job: Job) -> list[Any]:
     """The project's documents a job covers: all but those of other jobs still being ingested or analysed."""
-    pending = select(Job.id).where(Job.project_id == job.project_id, Job.status.in_(("queued", "running")),
-                                   Job.id != job.id)  # fmt: skip
+    pending = other_pending_jobs(job)
     return session.execute(
         select(Document.id, Document.rating, Document.date, Document.sentiment_score, Document.sentiment_label)
         .where(Document.project_id == job.project_id, Document.job_id.not_in(pending)).order_by(Document.id)

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.storage.models import Document, DocumentTheme, Job
@@ -54,10 +54,14 @@ _CACHE: OrderedDict[tuple, JobArrays] = OrderedDict()
 _LOCK = threading.Lock()
 
 
+def other_pending_jobs(job: Job) -> Select:
+    """The ids of the project's other jobs still being ingested or analysed: their comments are not the job's."""
+    return select(Job.id).where(Job.project_id == job.project_id, Job.id != job.id,
+                                Job.status.in_(("queued", "running")))  # fmt: skip
+
+
 def pending_jobs(session: Session, job: Job) -> tuple[str, ...]:
-    """The project's other jobs still being ingested or analysed (their comments are not the job's)."""
-    return tuple(sorted(session.scalars(select(Job.id).where(Job.project_id == job.project_id, Job.id != job.id,
-                                                             Job.status.in_(("queued", "running"))))))  # fmt: skip
+    return tuple(sorted(session.scalars(other_pending_jobs(job))))
 
 
 def job_arrays(session: Session, job: Job) -> JobArrays:
@@ -84,7 +88,7 @@ def load_job_arrays(session: Session, job: Job, pending: tuple[str, ...]) -> Job
     document_ids = np.fromiter((d[0] for d in docs), dtype=np.int64, count=len(docs))
     rating = np.array([np.nan if d[1] is None else d[1] for d in docs], dtype=np.float64)
     score = np.array([np.nan if d[2] is None else d[2] for d in docs], dtype=np.float64)
-    date = pd.to_datetime(pd.Series([_naive_utc(d[3]) for d in docs], dtype=object)).to_numpy(dtype="datetime64[ns]")
+    date = pd.to_datetime(pd.Series([naive_utc(d[3]) for d in docs], dtype=object)).to_numpy(dtype="datetime64[ns]")
     links = session.execute(select(DocumentTheme.theme_id, DocumentTheme.document_id, DocumentTheme.sentiment)
                             .where(DocumentTheme.job_id == job.id)).all()  # fmt: skip
     node = np.fromiter((r[0] for r in links), dtype=np.int64, count=len(links))
@@ -98,7 +102,8 @@ def load_job_arrays(session: Session, job: Job, pending: tuple[str, ...]) -> Job
     return JobArrays(document_ids, rating, score, date, node, row, sentiment)
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
+def naive_utc(value: datetime | None) -> datetime | None:
+    """A datetime in UTC without its zone (a naive one is taken as UTC), as the arrays hold dates."""
     if value is None or value.tzinfo is None:
         return value
     return value.replace(tzinfo=None) - value.utcoffset()

@@ -7,14 +7,14 @@ trend flag stay the whole project's too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.storage.job_arrays import JobArrays, job_arrays
+from service.storage.job_arrays import JobArrays, job_arrays, naive_utc
 from service.storage.models import Document, Job
 from service.storage.segments import Segment, condition_sets, date_bounds, matching_ids
 from service.storage.theme_view import JobView
@@ -85,8 +85,14 @@ def _ids(session: Session, query: Any) -> np.ndarray:
 
 
 def _moment(value: datetime) -> np.datetime64:
-    """A UTC datetime as the arrays hold dates (naive UTC)."""
-    return np.datetime64(value.astimezone(timezone.utc).replace(tzinfo=None), "ns")
+    """A datetime as the arrays hold dates (naive UTC)."""
+    return np.datetime64(naive_utc(value), "ns")
+
+
+def shown_nodes(view: JobView, node: np.ndarray) -> np.ndarray:
+    """Per membership, the node it is shown as (a merged node's: the node it was merged into)."""
+    ids = np.unique(node)
+    return np.array([view.root_of.get(int(i), int(i)) for i in ids], dtype=np.int64)[np.searchsorted(ids, node)]
 
 
 def segment_figures(session: Session, job: Job, view: JobView, segment: Segment,
@@ -104,10 +110,9 @@ def node_figures(arrays: JobArrays, view: JobView, mask: np.ndarray) -> dict[int
     node, row, score = arrays.node[chosen], arrays.row[chosen], arrays.sentiment[chosen]
     if not len(node):
         return {}
-    ids = np.unique(node)
-    roots = np.array([view.root_of.get(int(i), int(i)) for i in ids], dtype=np.int64)[np.searchsorted(ids, node)]
+    roots = shown_nodes(view, node)
     shown, index = np.unique(roots, return_inverse=True)
-    if len(shown) < len(ids):  # merged nodes: each comment once per node shown
+    if len(shown) < len(np.unique(node)):  # merged nodes: each comment once per node shown
         _, first = np.unique(index.astype(np.int64) * len(arrays.document_ids) + row, return_index=True)
         index, row, score = index[first], row[first], score[first]
     size = np.bincount(index, minlength=len(shown))

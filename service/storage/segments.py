@@ -21,6 +21,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from service.storage.errors import InvalidInput
+from service.storage.job_arrays import other_pending_jobs
 from service.storage.models import Document, DocumentAttribute, Job, ProjectColumn
 
 OPERATOR = re.compile(r"(!=|>=|<=|=|>|<)")
@@ -95,9 +96,8 @@ def day_end(value: str, what: str) -> tuple[datetime, bool]:
 def job_document_ids(job: Job) -> Select:
     """The ids of the project's documents a job covers (all but those of other jobs still being ingested or
     analysed: as :func:`service.storage.derived.job_documents`)."""
-    pending = select(Job.id).where(Job.project_id == job.project_id, Job.status.in_(("queued", "running")),
-                                   Job.id != job.id)  # fmt: skip
-    return select(Document.id).where(Document.project_id == job.project_id, Document.job_id.not_in(pending))
+    return select(Document.id).where(Document.project_id == job.project_id,
+                                     Document.job_id.not_in(other_pending_jobs(job)))  # fmt: skip
 
 
 def segment_document_ids(session: Session, job: Job, segment: Segment) -> Select:

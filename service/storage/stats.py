@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.storage.errors import Conflict
 from service.storage.job_arrays import job_arrays
 from service.storage.models import LEVEL_THEME, Document, Job, Project, ThemeTrendRow
-from service.storage.segment_view import NEUTRAL_BAND, segment_mask
+from service.storage.segment_view import NEUTRAL_BAND, segment_mask, shown_nodes
 from service.storage.segments import Segment
 from service.storage.theme_view import JobView, job_view
 
@@ -47,23 +47,15 @@ def segment_trends(session: Session, job: Job, view: JobView, shown: list[int], 
     mask = segment_mask(session, job, arrays, segment)
     position = np.cumsum(mask) - 1  # a comment's position among the segment's
     chosen = mask[arrays.row]
-    node, row = arrays.node[chosen], position[arrays.row[chosen]]
-    members = {n: set() for n in shown}
-    for root, rows in _rows_per_root(view, node, row).items():
-        if root in members:
-            members[root] = rows
+    links = pd.DataFrame({"node": shown_nodes(view, arrays.node[chosen]), "row": position[arrays.row[chosen]]})
+    rows_of = links.drop_duplicates().groupby("node")["row"]
+    members = {n: np.sort(rows_of.get_group(n).to_numpy()) if n in rows_of.groups else np.empty(0, dtype=np.int64)
+               for n in shown}  # fmt: skip
     dates = pd.Series(arrays.date[mask]).dt.tz_localize("UTC")
-    trends = theme_trends(list(dates), {n: np.array(sorted(m), dtype=np.int64) for n, m in members.items()})
+    trends = theme_trends(list(dates), members)
     return {"period": trends.period, "periods": trends.periods, "totals": trends.totals,
             "themes": [{"theme_id": n, "level": view.level_of.get(n), "counts": t.counts, "shares": t.shares}
                        for n, t in trends.themes.items() if trends.period]}  # fmt: skip
-
-
-def _rows_per_root(view: JobView, node: np.ndarray, row: np.ndarray) -> dict[int, set[int]]:
-    out: dict[int, set[int]] = {}
-    for n in np.unique(node).tolist():
-        out.setdefault(view.root_of.get(n, n), set()).update(row[node == n].tolist())
-    return out
 
 
 def segment_stats(session: Session, job: Job, segment: Segment) -> dict[str, Any]:
