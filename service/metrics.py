@@ -53,7 +53,7 @@ REQUEST_DURATION = Histogram(
 )  # fmt: skip
 STAGE_DURATION = Histogram(
     "feedback_themes_stage_duration_seconds", "Duration of a job's pipeline stage (ingest, embed chunk, "
-    "sentiment, train, themes) as observed by the worker.", ["stage"],
+    "sentiment, train, themes, store) as observed by the worker.", ["stage"],
     buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800),
 )  # fmt: skip
 

@@ -224,6 +224,23 @@ def test_tree_nodes_children_members_stats_and_trends_under_a_segment(segmented)
     assert sum(whole["totals"]) == N
 
 
+def test_stats_give_the_period_of_the_comments_dates(segmented, client, alice):
+    from tests.test_theme_edits import make_documents
+    from worker.runner import ingest
+
+    api, headers, project_id, _, _ = segmented
+    dates = pd.to_datetime(make_documents()[0]["date"])
+    whole = get(api, headers, f"/v1/projects/{project_id}/stats")["period"]
+    assert whole == {"first": "2026-01-05T00:00:00Z", "last": dates.max().strftime("%Y-%m-%dT%H:%M:%SZ"), "dated": N}
+    app = get(api, headers, f"/v1/projects/{project_id}/stats", segment="Channel=app")["period"]
+    assert app == {"first": dates[200].strftime("%Y-%m-%dT%H:%M:%SZ"), "last": whole["last"], "dated": 40}
+    assert get(api, headers, f"/v1/projects/{project_id}/stats", **{"from": "2030-01-01"})["period"] is None
+    undated = upload(client, alice, b"text\ngreat shoes\nslow delivery\n")
+    ingest(undated.json()["id"])
+    stats = get(client, alice, f"/v1/projects/{undated.json()['project_id']}/stats")
+    assert stats["documents"] == 2 and stats["period"] is None
+
+
 def test_bad_segments_are_clear_422s(segmented):
     client, headers, project_id, _, _ = segmented
     path = f"/v1/projects/{project_id}/themes"

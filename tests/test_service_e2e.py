@@ -63,6 +63,7 @@ def run_flow(base: str, key: str, sample_csv: Path, tmp_path: Path) -> None:
     assert job["status"] == "succeeded", job
     stages = [s for s, _ in seen]
     assert len(set(stages)) >= 3 and [p for _, p in seen] == sorted(p for _, p in seen), seen
+    assert job["stage"] == "done" and job["eta_seconds"] is None, job
     assert job["progress"] == 1.0 and job["counts"]["documents"] == len(part_a.read_text().splitlines()) - 1
     project = job["project_id"]
 

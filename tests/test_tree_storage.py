@@ -324,7 +324,9 @@ def test_tree_nodes_and_children(tree):
     assert {n: [c["id"] for c in nodes[n]["children"]] for n in (DELIVERY, 3, SUB)} == {
         DELIVERY: sorted((3, 5), key=lambda t: -nodes[t]["size"]), 3: [SUB], SUB: []}  # fmt: skip
     assert set(nodes[3]) == {"id", "level", "name", "keywords", "size", "share", "sentiment_mean", "rating_mean",
-                             "emerging", "children"}  # fmt: skip
+                             "impact", "emerging", "children"}  # fmt: skip
+    impact = get(client, headers, f"/v1/projects/{project_id}/nodes/3")["impact"]
+    assert nodes[3]["impact"] == impact["coef"] and isinstance(impact["coef"], float)  # the tree sorts by it
     assert [nodes[n]["level"] for n in (DELIVERY, 3, SUB)] == [1, 2, 3]
     assert nodes[DELIVERY]["name"] == "Delivery problems"
     assert len(nodes[DELIVERY]["keywords"]) <= 5

@@ -4,7 +4,7 @@ idempotent. ``ingest`` stores the upload's documents, ``embed_chunk`` fills the 
 
 Steps and their share of the job's progress bar:
 ``ingest`` (0–0.10) → ``embed`` (0.10–0.60, chunks in parallel) → ``sentiment`` (0.60–0.65) →
-``train`` (0.65–0.90) → ``themes`` (0.90–1.0).
+``train`` (0.65–0.88) → ``themes`` (0.88–0.97) → ``store`` (0.97–1.0); a job that succeeded reads stage ``done``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ from worker.pipeline.metadata import describe_columns
 from worker.pipeline.spans import Spans, cuts_comments, split_spans
 from worker.pipeline.tree import LEVEL_CATEGORY, LEVEL_SUB_THEME, LEVEL_THEME
 
-STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.90),
-              "themes": (0.90, 1.0)}  # fmt: skip
+STAGE_SPAN = {"ingest": (0.0, 0.10), "embed": (0.10, 0.60), "sentiment": (0.60, 0.65), "train": (0.65, 0.88),
+              "themes": (0.88, 0.97), "store": (0.97, 1.0)}  # fmt: skip
+DONE = "done"  # the stage of a job that succeeded
 _BATCH = 1000
 log = logging.getLogger(__name__)
 
@@ -273,6 +275,8 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
                      recent=upload_rows(job_id, docs["id"]) if previous_job else None)  # fmt: skip
     for stage in ("sentiment", "train", "themes"):
         observe_stage(stage, result.seconds[stage])
+    started = time.perf_counter()
+    set_stage(job_id, "store")
     store_sentiment(docs, result.documents)
     sae_dir = settings.projects_dir / project_id / "sae" / job_id
     result.sae.save(sae_dir)
@@ -281,6 +285,7 @@ def analyze_job(job_id: str, owner: str | None = None) -> dict[str, Any]:
     result.document["metadata"]["counts"] = counts
     store_results(job_id, project_id, previous_job, result.document, result.nodes, result.documents, str(sae_dir),
                   counts, owner, spans=result.spans)  # fmt: skip
+    observe_stage("store", time.perf_counter() - started)
     log.info("job %s succeeded: %d comments, %d categories, %d themes, %d sub-themes", job_id, len(docs),
              len(result.document.get("categories", [])), len(result.document["themes"]),
              len(result.document.get("sub_themes", [])))  # fmt: skip
@@ -323,8 +328,8 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
     ``document``: the ``themes.json`` object) with its first job, memberships of every level, and the spans carrying
     each theme and sub-theme (``spans`` are the units the nodes' rows index, ``None``: the comments themselves); mark
     new nodes, compute impact and trends, make this job the project's current one, and publish the project's report
-    tables (PostgreSQL). One transaction, which ends the job ``succeeded`` only if it is still running (and held by
-    ``owner`` when given): else nothing is stored."""
+    tables (PostgreSQL). One transaction, which ends the job ``succeeded`` (stage ``done``) only if it is still
+    running (and held by ``owner`` when given): else nothing is stored."""
     with session_scope() as session:
         first_seen = dict(
             session.execute(select(ThemeRow.theme_id, ThemeRow.first_seen_job).where(ThemeRow.job_id == previous_job)).all()
@@ -359,7 +364,7 @@ def store_results(job_id: str, project_id: str, previous_job: str | None, docume
         held = [Job.owner == owner] if owner is not None else []
         ended = session.execute(
             update(Job).where(Job.id == job_id, Job.status == "running", *held)
-            .values(status="succeeded", stage="themes", progress=1.0, result=meta, counts=counts, finished_at=utcnow(),
+            .values(status="succeeded", stage=DONE, progress=1.0, result=meta, counts=counts, finished_at=utcnow(),
                     owner=None)
         ).rowcount  # fmt: skip
         if ended != 1:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -102,3 +102,7 @@ def get_api_key_id(tenant: TenantDep, session: SessionDep,
 
 
 ApiKeyIdDep = Annotated[int, Depends(get_api_key_id)]
+
+
+MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
+NodeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A node's id: a category's, a theme's or a sub-theme's")]

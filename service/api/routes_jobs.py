@@ -14,7 +14,16 @@ from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import JobCreated, JobOut, ThemesPage
 from service.api.segments import SegmentDep
 from service.settings import Settings
-from service.storage.jobs import NewJob, create_job, fail_if_stalled, finished_job, page_metadata, requeue_failed_job
+from service.storage.jobs import (
+    NewJob,
+    create_job,
+    eta_seconds,
+    fail_if_stalled,
+    finished_job,
+    page_metadata,
+    requeue_failed_job,
+)
+from service.storage.models import utcnow
 from service.storage.segments import Segment
 from service.storage.session import session_scope
 from service.storage.tenancy import job_for_tenant
@@ -109,8 +118,9 @@ def job_status(settings: Settings, tenant: str, job_id: str) -> JobOut:
     with session_scope() as session:
         job = job_for_tenant(session, tenant, job_id)
         fail_if_stalled(session, settings, job)
-        return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage,
-                      progress=min(1.0, max(0.0, job.progress or 0.0)), counts=job.counts or {},
+        progress = min(1.0, max(0.0, job.progress or 0.0))
+        return JobOut(id=job.id, project_id=job.project_id, status=job.status, stage=job.stage, progress=progress,
+                      eta_seconds=eta_seconds(job.status, job.started_at, progress, utcnow()), counts=job.counts or {},
                       metadata_columns=job.metadata_columns or [], error=job.error,
                       created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at)  # fmt: skip
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import SessionDep, TenantDep
+from service.api.deps import MAX_ID, NodeId, SessionDep, TenantDep
 from service.api.pagination import decode_cursor, next_cursor
 from service.api.schemas import Member, ProjectList, ProjectOut, ThemeDetail, ThemesPage
 from service.api.segments import SegmentDep
@@ -25,9 +25,7 @@ from service.storage.tenancy import current_job, list_projects, project_for_tena
 from service.storage.themes import theme_detail, theme_members, themes_page
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
-MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
 Limit = Annotated[int, Query(ge=1, le=500)]
-ThemeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A node's id: a theme's, a category's or a sub-theme's")]
 Cursor = Annotated[str | None, Query(max_length=40)]
 IncludeHidden = Annotated[bool, Query(description="Include hidden themes (flagged `hidden: true`)")]
 
@@ -67,12 +65,19 @@ class TrendsOut(BaseModel):
     themes: list[dict[str, Any]]
 
 
+class PeriodOut(BaseModel):
+    first: datetime = Field(description="the earliest comment date")
+    last: datetime = Field(description="the latest comment date")
+    dated: int = Field(description="comments with a date")
+
+
 class StatsOut(BaseModel):
     segment: dict[str, Any] | None = None
     documents: int
     sentiment: dict[str, int]
     sentiment_histogram: dict[str, list[Any]]
     ratings: list[dict[str, Any]]
+    period: PeriodOut | None = Field(None, description="the dates the comments span; null when none has a date")
 
 
 @router.get("", response_model=ProjectList, summary="The caller's projects")
@@ -109,7 +114,7 @@ def get_project_themes(
 
 @router.get("/{project_id}/themes/{theme_id}", response_model=ThemeDetail, summary="A theme with its member comments")
 def get_theme(
-    project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep, limit: Limit = 50,
+    project_id: str, theme_id: NodeId, tenant: TenantDep, session: SessionDep, limit: Limit = 50,
     cursor: Cursor = None, segment: SegmentDep = Segment(),
 ) -> ThemeDetail:  # fmt: skip
     job = current_job(session, tenant, project_id)
@@ -122,7 +127,7 @@ def get_theme(
 
 @router.patch("/{project_id}/themes/{theme_id}", summary="Rename or hide/show a theme (kept for the project)")
 def patch_theme(
-    project_id: str, theme_id: ThemeId, edit: Annotated[ThemeEditIn, Body()], tenant: TenantDep, session: SessionDep
+    project_id: str, theme_id: NodeId, edit: Annotated[ThemeEditIn, Body()], tenant: TenantDep, session: SessionDep
 ) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = edit_theme(session, job, theme_id, edit.model_dump(exclude_unset=True))
@@ -133,7 +138,7 @@ def patch_theme(
 
 @router.post("/{project_id}/themes/{theme_id}/merge", summary="Merge other themes into this one")
 def post_merge(
-    project_id: str, theme_id: ThemeId, merge: Annotated[MergeIn, Body()], tenant: TenantDep, session: SessionDep
+    project_id: str, theme_id: NodeId, merge: Annotated[MergeIn, Body()], tenant: TenantDep, session: SessionDep
 ) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = merge_themes(session, job, theme_id, sorted(set(merge.themes)))
@@ -143,7 +148,7 @@ def post_merge(
 
 
 @router.post("/{project_id}/themes/{theme_id}/unmerge", summary="Show a merged theme on its own again")
-def post_unmerge(project_id: str, theme_id: ThemeId, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+def post_unmerge(project_id: str, theme_id: NodeId, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
     job = current_job(session, tenant, project_id)
     theme = unmerge_theme(session, job, theme_id)
     publish_reporting(session, project_id, EDITED_TABLES)

@@ -1,4 +1,5 @@
-"""A project's metadata columns (what a segment filter can name) and the comparison of two segments."""
+"""A project's metadata columns (what a segment filter can name), the comparison of two segments, and a node's share
+per value of a column."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import SessionDep, TenantDep
-from service.api.segments import SEGMENT_HELP, DateBound
+from service.api.deps import NodeId, SessionDep, TenantDep
+from service.api.segments import SEGMENT_HELP, DateBound, SegmentDep
 from service.storage.attributes import column_values, project_columns
 from service.storage.compare import compare_segments
 from service.storage.segments import parse_segment
 from service.storage.tenancy import current_job, project_for_tenant
+from service.storage.theme_segments import theme_segments
 
 router = APIRouter(prefix="/v1/projects", tags=["segments"])
 Side = Annotated[list[str], Query(description=SEGMENT_HELP, max_length=20)]
@@ -40,3 +42,18 @@ def get_compare(project_id: str, tenant: TenantDep, session: SessionDep,
     side_a = parse_segment([c for c in a if c.strip()], a_from, a_to)
     side_b = parse_segment([c for c in b if c.strip()], b_from, b_to)
     return compare_segments(session, job, side_a, side_b or None, level, alpha)
+
+
+@router.get("/{project_id}/themes/{theme_id}/segments", summary="A node's share of the comments per value of a "
+            "metadata column")  # fmt: skip
+def get_theme_segments(project_id: str, theme_id: NodeId, tenant: TenantDep, session: SessionDep,
+                       segment: SegmentDep,
+                       column: Annotated[str | None, Query(min_length=1, max_length=200, description="A category or "
+                                                           "number column (absent: the project's first)")] = None,
+                       values: Annotated[int, Query(ge=1, le=200, description="Most frequent values")] = 12,
+                       ) -> dict[str, Any]:  # fmt: skip
+    """Per value of ``column`` (its ``values`` most frequent among the segment's comments, most frequent first): the
+    comments with it (``n_documents``), how many of them are in the node (``count``), ``share`` and the node's mean
+    sentiment over them; ``overall`` over every comment of the segment, ``others`` over those with any other value.
+    A date or free-text column, or one the project lacks: 422 ``bad-segment``."""
+    return theme_segments(session, current_job(session, tenant, project_id), theme_id, column, values, segment)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
-from service.api.deps import SessionDep, TenantDep
+from service.api.deps import NodeId, SessionDep, TenantDep
 from service.api.errors import ProblemError
 from service.api.schemas import NodeChildren, ThemeRecord, TreePage
 from service.api.segments import SegmentDep
@@ -20,8 +20,6 @@ from service.storage.themes import node_children, theme_detail, theme_tree
 
 projects = APIRouter(prefix="/v1/projects", tags=["projects"])
 jobs = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-MAX_ID = 2**31 - 1  # themes.theme_id is a 32-bit integer
-NodeId = Annotated[int, Path(ge=0, le=MAX_ID, description="A node's id (a category, theme or sub-theme)")]
 IncludeHidden = Annotated[bool, Query(description="Include hidden nodes and their descendants (flagged `hidden`)")]
 GROUPS_GONE = "theme groups were replaced by the theme tree: GET {}/tree (categories, themes, sub-themes)"
 

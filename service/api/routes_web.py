@@ -1,7 +1,7 @@
 """The web page: ``/`` and its static files (``service/web``), plus the report routes (``routes_reports``).
 
-The page is plain HTML, CSS and JavaScript calling the same ``/v1`` API with the key the user types; Chart.js is
-vendored under ``service/web/vendor`` (see its README). Served with a strict Content-Security-Policy: scripts,
+The page is plain HTML, CSS and JavaScript (``service/web/js``, no libraries: its charts are HTML and SVG) calling the
+same ``/v1`` API with the key the user types. Served with a strict Content-Security-Policy: scripts,
 styles and data only from this origin, no inline script.
 """
 

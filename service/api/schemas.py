@@ -54,6 +54,8 @@ class JobOut(BaseModel):
     status: JobStatus
     stage: str | None
     progress: float = Field(ge=0, le=1)
+    eta_seconds: float | None = Field(None, description="seconds left, estimated from the progress so far (a running "
+                                      "job from 5 % on; else null)")  # fmt: skip
     counts: dict[str, Any]
     metadata_columns: list[MetadataColumn] = Field(default_factory=list, description="this upload's metadata "
                                                    "columns, typed over its rows (once ingested)")  # fmt: skip
@@ -160,6 +162,8 @@ class TreeNode(BaseModel):
     share: float = Field(description="of all comments")
     sentiment_mean: float | None
     rating_mean: float | None
+    impact: float | None = Field(None, description="the node's impact on the rating (its coefficient; null without "
+                                 "ratings or under a segment)")  # fmt: skip
     emerging: bool = False
     hidden: bool | None = Field(None, description="with include_hidden only")
     children: list[TreeNode] = []

@@ -37,11 +37,18 @@ class JobArrays:
     row: np.ndarray  # int64 per membership: the comment's position in document_ids
     sentiment: np.ndarray  # float64 per membership: the comment's sentiment in the node
 
-    def rows_of(self, document_ids: np.ndarray) -> np.ndarray:
-        """Positions of the given database ids among the job's comments (ids it does not cover are dropped)."""
+    def positions(self, document_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each given database id is (or would be) among the job's comments, and whether the job covers it."""
         ids = np.asarray(document_ids, dtype=np.int64)
         at = np.searchsorted(self.document_ids, ids)
-        found = (at < len(self.document_ids)) & (self.document_ids[np.minimum(at, len(self.document_ids) - 1)] == ids)
+        if not len(self.document_ids):
+            return at, np.zeros(len(ids), dtype=bool)
+        last = len(self.document_ids) - 1
+        return at, (at <= last) & (self.document_ids[np.minimum(at, last)] == ids)
+
+    def rows_of(self, document_ids: np.ndarray) -> np.ndarray:
+        """Positions of the given database ids among the job's comments (ids it does not cover are dropped)."""
+        at, found = self.positions(document_ids)
         return at[found]
 
     def mask_of(self, document_ids: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -18,6 +19,8 @@ from service.storage.errors import Conflict, InvalidInput
 from service.storage.models import Job, JobChunk, Project, utcnow
 from service.storage.tenancy import job_for_tenant, project_for_tenant
 from service.storage.webhooks import queue_job_events
+
+ETA_FROM = 0.05  # the progress from which a running job's time left is estimated
 
 
 @dataclass
@@ -93,6 +96,15 @@ def page_metadata(job: Job, total_themes: int, segment: dict[str, Any] | None) -
     if segment is not None:
         meta["segment"] = segment
     return meta
+
+
+def eta_seconds(status: str, started_at: datetime | None, progress: float | None, now: datetime) -> float | None:
+    """The seconds a running job has left, read off its pace so far: elapsed × (1 − p) / p, whole seconds; None while
+    queued, once finished or failed, and before its progress reaches :data:`ETA_FROM`."""
+    if status != "running" or started_at is None or progress is None or progress < ETA_FROM:
+        return None
+    elapsed = max(0.0, (now - started_at).total_seconds())
+    return float(round(elapsed * (1 - min(progress, 1.0)) / progress))
 
 
 # ---------------------------------------------------------------- stalled jobs, retries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -75,12 +76,34 @@ def segment_stats(session: Session, job: Job, segment: Segment) -> dict[str, Any
         "sentiment_histogram": {"edges": [round(-1 + 0.2 * i, 1) for i in range(11)],
                                 "counts": np.bincount(buckets, minlength=10).tolist()},
         "ratings": [{"rating": float(r), "count": int(c)} for r, c in ratings.items()],
+        "period": date_period(arrays.date[mask]),
     }  # fmt: skip
+
+
+def date_period(dates: np.ndarray) -> dict[str, Any] | None:
+    """The first and last of the dates (datetime64, naive UTC) and how many there are (NaT left out); None without
+    any."""
+    dated = dates[~np.isnat(dates)]
+    if not len(dated):
+        return None
+    return {"first": _aware(dated.min()), "last": _aware(dated.max()), "dated": len(dated)}
+
+
+def _aware(value: np.datetime64) -> datetime:
+    return pd.Timestamp(value).tz_localize(UTC).to_pydatetime()
+
+
+def project_period(session: Session, project: Project) -> dict[str, Any] | None:
+    """The first and last date of the project's comments and how many have one; None when none has."""
+    span = select(func.min(Document.date), func.max(Document.date), func.count(Document.date))
+    first, last, dated = session.execute(span.where(Document.project_id == project.id)).one()
+    return {"first": first, "last": last, "dated": dated} if dated else None
 
 
 def project_stats(session: Session, project: Project, segment: Segment | None = None) -> dict[str, Any]:
     """The project's comments (with a segment: the current job's comments in it) by sentiment label, a histogram of
-    sentiment scores, and ratings."""
+    sentiment scores, ratings, and the period their dates span (``period``: first, last and how many are dated;
+    None when none is)."""
     if segment:
         if not project.current_job_id:
             raise Conflict("the project has no finished job yet: a segment needs its metadata", "no-themes-yet")
@@ -99,4 +122,5 @@ def project_stats(session: Session, project: Project, segment: Segment | None = 
         "sentiment_histogram": {"edges": [round(-1 + 0.2 * i, 1) for i in range(11)],
                                 "counts": [histogram.get(i, 0) for i in range(10)]},
         "ratings": [{"rating": r, "count": c} for r, c in ratings],
+        "period": project_period(session, project),
     }  # fmt: skip

@@ -48,15 +48,22 @@ def theme_row(session: Session, job_id: str, theme_id: int) -> ThemeRow:
     return row
 
 
+def shown_row(session: Session, job: Job, view: JobView, theme_id: int) -> ThemeRow:
+    """The stored row of a node the job shows; NotFound for a node it lacks, or one merged into another (naming
+    where it went)."""
+    row = theme_row(session, job.id, theme_id)
+    root = view.root_of.get(theme_id, theme_id)
+    if root != theme_id:
+        raise NotFound(f"theme {theme_id} was merged into theme {root}", "theme-merged")
+    return row
+
+
 def theme_detail(session: Session, job: Job, theme_id: int, view: JobView | None = None,
                  segment: Segment | None = None) -> dict[str, Any]:  # fmt: skip
     """One node of any level as shown (edits applied; with a segment: its figures over the segment's comments, in
     ``segment`` the segment's description); a node merged into another is not found, naming where it went."""
     view = view or job_view(session, job)
-    row = theme_row(session, job.id, theme_id)
-    root = view.root_of.get(theme_id, theme_id)
-    if root != theme_id:
-        raise NotFound(f"theme {theme_id} was merged into theme {root}", "theme-merged")
+    row = shown_row(session, job, view, theme_id)
     records, described = apply_segment(session, job, view, [view.record(row)], segment, keep_empty=True)
     return {**records[0], "segment": described} if described else records[0]
 
@@ -107,7 +114,8 @@ def compact_node(record: dict[str, Any], with_hidden: bool = False) -> dict[str,
     node = {"id": record["id"], "level": record["level"], "name": record["name"],
             "keywords": list(record.get("keywords", []))[:TREE_KEYWORDS], "size": record["size"],
             "share": record["share"], "sentiment_mean": (record.get("sentiment") or {}).get("mean"),
-            "rating_mean": rating.get("mean"), "emerging": bool(record.get("emerging"))}  # fmt: skip
+            "rating_mean": rating.get("mean"), "impact": (record.get("impact") or {}).get("coef"),
+            "emerging": bool(record.get("emerging"))}  # fmt: skip
     if with_hidden:
         node["hidden"] = record["hidden"]
     return node

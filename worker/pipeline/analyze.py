@@ -47,6 +47,11 @@ StageProgress = Callable[[str, float], None]
 NAMING_BUDGET = 20_000
 #: A category is named from this many texts, its themes' best units taken in turn (a theme: ``NameOptions.n_texts``).
 CATEGORY_TEXTS = 200
+#: The fraction of the ``train`` stage reached once the embeddings are smoothed (the SAE's training: the rest).
+SMOOTHED = 0.2
+#: The fraction of the ``themes`` stage reached after each of its steps; the sub-theme SAE's training moves the bar
+#: from ``themes`` to ``sub_themes`` (the ``themes`` stage ends at 1 with the themes.json object).
+THEME_STEPS = {"themes": 0.1, "sub_themes": 0.75, "tree": 0.8, "names": 0.95}
 
 
 @dataclass
@@ -160,7 +165,8 @@ def analyze(
     whose ids the nodes that match them keep (:func:`~worker.pipeline.tree.match_ids`); ``counts`` go into the
     metadata with the embedding counts added; ``recent`` marks the documents of the newest upload (a job's own: a
     feature mostly of those is a theme at the size floor of that upload alone, :attr:`ThemeOptions.recent_share`);
-    ``progress(stage, fraction)`` is called per stage of :data:`STAGES`.
+    ``progress(stage, fraction)`` is called per stage of :data:`STAGES`, in order, each stage's fractions rising
+    from 0 to 1 (``train`` and ``themes`` also between their steps: :data:`SMOOTHED`, :data:`THEME_STEPS`).
     """
     from worker.pipeline import train  # torch: imported when an analysis runs
 
@@ -204,16 +210,23 @@ def analyze(
     done("sentiment")
     start("train")
     embedded = smooth(embedded, replace(options.smoothing, seed=options.seed), options.device)
+    trained = progress_of("train")
+    trained(SMOOTHED)
     sae = train.train_sae(
         embedded.sae_inputs, n_latents=options.n_latents, k=options.k, seed=options.seed,
-        device=options.device, progress=progress_of("train"), previous=previous_sae,
+        device=options.device, progress=within(trained, SMOOTHED, 1.0), previous=previous_sae,
     )  # fmt: skip
     done("train")
     start("themes")
+    step = progress_of("themes")
     terms = term_counts(units.texts)
     themes = find_themes(sae, embedded, documents, units, options.themes, terms, recent)
-    tree = find_tree(sae, themes, embedded, documents, units, options, terms, previous_nodes)
+    step(THEME_STEPS["themes"])
+    tree = find_tree(sae, themes, embedded, documents, units, options, terms, previous_nodes,
+                     progress=within(step, THEME_STEPS["themes"], THEME_STEPS["sub_themes"]))  # fmt: skip
+    step(THEME_STEPS["tree"])
     name_tree(tree, units, options)
+    step(THEME_STEPS["names"])
     counts = {**(counts or {}), "embedded": embedded.n_encoded, "unique_texts": len(embedded.vectors),
               "spans": len(spans)}  # fmt: skip
     document = themes_document(tree, documents, metadata(sae, options, counts, cut), spans)
@@ -221,6 +234,12 @@ def analyze(
     return Analysis(documents=documents, spans=spans, themes=tree.themes, document=document, sae=sae, counts=counts,
                     categories=tree.categories, sub_themes=tree.sub_themes, embedded=embedded, units=units,
                     seconds=seconds)  # fmt: skip
+
+
+def within(report: Callable[[float], None], low: float, high: float) -> Callable[[float], None]:
+    """A progress callback for one step of a stage: the step's fractions (0..1) reported as ``low``..``high`` of the
+    stage."""
+    return lambda fraction: report(low + (high - low) * min(1.0, max(0.0, fraction)))
 
 
 def embed_units(
@@ -312,11 +331,12 @@ def find_themes(sae: Any, embedded: Embedded, documents: pd.DataFrame, units: Un
 
 def finer_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, options: TreeOptions = TreeOptions(),
                  theme_options: ThemeOptions = ThemeOptions(), device: str = "cpu", owner: np.ndarray | None = None,
-                 n_docs: int | None = None) -> list[Theme]:  # fmt: skip
+                 n_docs: int | None = None,
+                 progress: Callable[[float], None] | None = None) -> list[Theme]:  # fmt: skip
     """The themes (members only) of an SAE of ``options.finer`` × ``n_latents`` trained on the SAE inputs (a seeded
     sample of at most ``options.max_rows`` distinct texts) and read on all of them: the sub-theme candidates.
     ``inverse`` maps each unit to its text's row, ``owner`` to its document's row (``None``: the units are the
-    documents, ``n_docs`` of them)."""
+    documents, ``n_docs`` of them); ``progress``: the SAE's training fraction."""
     from worker.pipeline import train
 
     rows = inputs
@@ -324,22 +344,23 @@ def finer_themes(inputs: np.ndarray, inverse: np.ndarray, n_latents: int, option
         pick = np.random.default_rng(options.seed).choice(len(inputs), options.max_rows, replace=False)
         rows = inputs[np.sort(pick)]
     size = max(2, round(n_latents * options.finer))
-    sae = train.train_sae(rows, n_latents=size, seed=options.seed, device=device)
+    sae = train.train_sae(rows, n_latents=size, seed=options.seed, device=device, progress=progress)
     acts = train.activations(sae, inputs)[inverse]
     return build_themes(acts, sae.decoder_directions(), theme_options, owner, n_docs)
 
 
 def find_tree(sae: Any, themes: list[Theme], embedded: Embedded, documents: pd.DataFrame, units: Units,
-              options: AnalysisOptions, terms: Terms | None = None,
-              previous: dict[int, np.ndarray] | None = None) -> Tree:  # fmt: skip
+              options: AnalysisOptions, terms: Terms | None = None, previous: dict[int, np.ndarray] | None = None,
+              progress: Callable[[float], None] | None = None) -> Tree:  # fmt: skip
     """The tree around the themes (:mod:`worker.pipeline.tree`): categories and sub-themes found, described level by
-    level and rated for cohesion (``previous``: the previous analysis's nodes whose ids matching nodes keep)."""
+    level and rated for cohesion (``previous``: the previous analysis's nodes whose ids matching nodes keep;
+    ``progress``: the sub-theme SAE's training fraction)."""
     tree_options = replace(options.tree, seed=options.seed)
     n_docs = len(documents)
     fine: list[Theme] = []
     if tree_options.sub_themes and themes:
         fine = finer_themes(embedded.sae_inputs, embedded.inverse, int(sae.n_latents_), tree_options, options.themes,
-                            resolve_device(options.device), units.doc, n_docs)  # fmt: skip
+                            resolve_device(options.device), units.doc, n_docs, progress)  # fmt: skip
     tree = build_tree(themes, embedded.sae_inputs, embedded.inverse, n_docs, units.doc, fine,
                       options.themes.resolved_min_size(n_docs), previous, tree_options)  # fmt: skip
     added = describe_levels([*tree.categories, *tree.sub_themes], documents, units, options.themes, terms)
