@@ -4,7 +4,6 @@
 
 const VIEWS = { overview: "overview", themes: "themes-view", theme: "theme-view", compare: "compare-view",
   upload: "upload-view", reports: "reports-view" };
-const FILTERED_VIEWS = new Set(["overview", "themes", "theme"]);
 const REPORTS = ["themes", "theme_tree", "document_themes", "document_nodes", "span_themes", "documents", "theme_trends",
   "theme_impact", "document_attributes", "alerts"];
 let loads = 0; // numbers project loads: a slower, older load never overwrites a newer one
@@ -45,6 +44,7 @@ async function openProject(projectId, notice = "", toOverview = true) {
     state.segment = null;
     state.period = null;
     state.expanded = new Set();
+    state.theme = null; // another project's node: not to be reloaded in this one
     for (const id of ["a-from", "a-to", "b-from", "b-to", "search"]) $(id).value = "";
   }
   state.project = { id: projectId };
@@ -61,7 +61,10 @@ async function openProject(projectId, notice = "", toOverview = true) {
 async function loadProjectData() {
   // Everything the views show, for the chosen filter, in parallel.
   const load = ++loads;
-  const trend = (level) => api(projectPath(`/trends?level=${level}${segmentQuery()}`));
+  const trend = async (level) => {
+    const trends = await api(projectPath(`/trends?level=${level}${segmentQuery()}`));
+    return { ...trends, byId: new Map(trends.themes.map((s) => [s.theme_id, s])) };
+  };
   const [project, page, stats, alerts, t1, t2, t3, tree, columns] = await Promise.all([
     api(projectPath()),
     api(projectPath(`/themes?limit=500&include_hidden=true${segmentQuery()}`)),
@@ -116,7 +119,7 @@ async function route() {
   const moved = state.view !== view || view === "theme";
   state.view = view;
   for (const [key, id] of Object.entries(VIEWS)) $(id).hidden = key !== view;
-  $("segment-form").hidden = !FILTERED_VIEWS.has(view) || (state.columns.length === 0 && !state.period);
+  $("segment-form").hidden = !filterBarShown(view);
   for (const link of document.querySelectorAll("#views a")) {
     if (link.dataset.view === (view === "theme" ? "themes" : view)) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");

@@ -104,17 +104,24 @@ function lineChart(lines, periods, { label, period, yLabel = "share of comments"
       ...lines.map((l) => el("td", { class: "num", text: format(l.values[i] || 0) }))))));
   return el("figure", { class: "line-figure" },
     el("div", { class: legend ? "line-layout" : "" }, el("div", { class: "plot" }, el("p", { class: "axis-title", text: yLabel }), plot), legend),
-    el("details", {}, el("summary", { text: "The figures as a table" }), el("div", { class: "table-scroll" }, table)));
+    el("details", {}, el("summary", { text: "The figures as a table" }), table));
 }
 
 // A change between two periods counts only when both have at least this many comments (else it is noise).
 const MIN_PERIOD_COMMENTS = 50;
 
-function changeOf(series, trends) {
+function seriesOf(level, id) {
+  // A node's trend ({theme_id, counts, shares} per period) among its level's; null without dates.
+  const trends = state.trends[level];
+  return (trends && trends.period && trends.byId.get(id)) || null;
+}
+
+function changeOf(level, id) {
   // A node's share change from the period before the last to the last one; null without two periods of enough
   // comments.
-  if (!series || !trends || series.shares.length < 2) return null;
-  const n = series.shares.length, totals = trends.totals || [];
+  const series = seriesOf(level, id);
+  if (!series || series.shares.length < 2) return null;
+  const n = series.shares.length, totals = state.trends[level].totals || [];
   if (!(totals[n - 1] >= MIN_PERIOD_COMMENTS && totals[n - 2] >= MIN_PERIOD_COMMENTS)) return null;
   return series.shares[n - 1] - series.shares[n - 2];
 }

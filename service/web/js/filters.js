@@ -1,6 +1,8 @@
 // The filter bar: a value of any kept column and a date range; every view then shows the filtered comments' figures.
 "use strict";
 
+const FILTERED_VIEWS = new Set(["overview", "themes", "theme"]);
+
 async function fetchColumns() {
   // The project's columns that can filter: with their frequent values.
   const answer = await api(projectPath("/columns?values=50"));
@@ -37,8 +39,13 @@ function showFilterBar() {
   $("date-fields").hidden = !state.period;
   $("date-from").value = (state.segment && state.segment.from) || "";
   $("date-to").value = (state.segment && state.segment.to) || "";
-  $("segment-form").hidden = state.columns.length === 0 && !state.period;
+  $("segment-form").hidden = !filterBarShown(state.view);
   $("segment-clear").hidden = !state.segment;
+}
+
+function filterBarShown(view) {
+  // On the views it applies to, when the project has something to filter by.
+  return FILTERED_VIEWS.has(view) && (state.columns.length > 0 || Boolean(state.period));
 }
 
 function describeSegment(segment) {

@@ -37,12 +37,9 @@ function renderHeadline() {
 
 function changeMeta(id, level) {
   // The node's share change over the last period, as an arrow and points (nothing without dates).
-  const trends = state.trends[level];
-  if (!trends || !trends.period) return null;
-  const series = trends.themes.find((s) => s.theme_id === id);
-  const change = changeOf(series, trends);
+  const change = changeOf(level, id);
   if (!present(change) || Math.abs(change) < 0.0005) return null;
-  return el("span", { class: change > 0 ? "change up" : "change down", title: `share ${change > 0 ? "up" : "down"} ${pct1(Math.abs(change))} points in the last ${trends.period}` },
+  return el("span", { class: change > 0 ? "change up" : "change down", title: `share ${change > 0 ? "up" : "down"} ${pct1(Math.abs(change))} points in the last ${state.trends[level].period}` },
     `${change > 0 ? "▲" : "▼"} ${(Math.abs(change) * 100).toFixed(1)} pt`);
 }
 
@@ -94,12 +91,10 @@ function alertItem(alert, withExamples) {
 
 function risingThemes() {
   // Themes new in the newest upload, and themes whose share rose most in the last period.
-  const trends = state.trends[2];
   const out = [];
   for (const t of state.themes) {
     if (t.hidden) continue;
-    const series = trends && trends.period ? trends.themes.find((s) => s.theme_id === t.id) : null;
-    const change = changeOf(series, trends);
+    const change = changeOf(2, t.id);
     if (t.is_new && state.project.jobs > 1) out.push({ theme: t, kind: "new", score: 1 + t.share });
     else if (t.emerging || (present(change) && change > 0.005)) out.push({ theme: t, kind: "rising", change, score: change || 0 });
   }
@@ -131,7 +126,7 @@ function renderChanges() {
 function trendLines(level, nodes, n) {
   const trends = state.trends[level];
   return nodes.slice(0, n).map((node) => {
-    const series = trends.themes.find((s) => s.theme_id === node.id);
+    const series = seriesOf(level, node.id);
     return { name: nameOf(node), values: series ? series.shares : trends.periods.map(() => 0), note: pct(node.share) };
   });
 }

@@ -88,7 +88,7 @@ function renderTheme(t) {
   renderChildren(t);
   $("theme-examples").replaceChildren(...(t.examples || []).map((x) => exampleItem(x, t.keywords)));
   const trends = state.trends[t.level];
-  const series = trends && trends.period && trends.themes.find((s) => s.theme_id === t.id);
+  const series = seriesOf(t.level, t.id);
   $("theme-trend-panel").hidden = !series || trends.periods.length < 2;
   $("theme-trend").replaceChildren(...(series ? [lineChart([{ name: nameOf(t), values: series.shares }], trends.periods,
     { label: `Share of comments per ${trends.period}`, period: trends.period })] : []));

@@ -49,15 +49,9 @@ function shareCell(node) {
 const SORTS = {
   size: (a, b) => b.size - a.size,
   sentiment: (a, b) => (a.sentiment_mean ?? 0) - (b.sentiment_mean ?? 0),
-  change: (a, b) => (changeValue(b) ?? -Infinity) - (changeValue(a) ?? -Infinity),
+  change: (a, b) => (changeOf(b.level, b.id) ?? -Infinity) - (changeOf(a.level, a.id) ?? -Infinity),
   impact: (a, b) => (a.impact ?? Infinity) - (b.impact ?? Infinity),
 };
-
-function changeValue(node) {
-  const trends = state.trends[node.level];
-  const series = trends && trends.themes.find((s) => s.theme_id === node.id);
-  return changeOf(series, trends);
-}
 
 function matches(node, query) {
   return nameOf(node).toLowerCase().includes(query) || (node.keywords || []).some((k) => k.toLowerCase().includes(query));
